@@ -1,0 +1,18 @@
+"""hsens_jax: which hyperparameters do deep-learning results depend on, and by how much.
+
+The data flow is one-directional:
+
+    space -> design -> sweep -> results -> analysis -> report
+
+* :mod:`hsens_jax.space`        search spaces, designs and encodings
+* :mod:`hsens_jax.data`         offline and file-based data sets
+* :mod:`hsens_jax.models`       Flax models whose architecture varies inside one program
+* :mod:`hsens_jax.optimizers`   one optax optimizer whose kind is a hyperparameter
+* :mod:`hsens_jax.train`        the pure training step and the ``lax.scan`` loop
+* :mod:`hsens_jax.sweep`        vmapped, chunked, sharded, resumable sweeps
+* :mod:`hsens_jax.results`      run directories that survive being killed
+* :mod:`hsens_jax.sensitivity`  HSIC, Sobol, Morris, one-at-a-time, DGSM
+* :mod:`hsens_jax.hypergrad`    derivatives of validation loss through training
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Hypergradients: derivatives of a validation objective through training."""

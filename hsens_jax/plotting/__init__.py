@@ -1,0 +1,1 @@
+"""Plots of sweep results and sensitivity indices (matplotlib)."""

@@ -1,0 +1,1 @@
+"""Sensitivity estimators: HSIC, Sobol, Morris, one-at-a-time and DGSM."""
