@@ -855,7 +855,7 @@ class Space:
 
     # ---- designs
 
-    def sample(self, n: int, design: str = "random", *, seed: int = 0) -> Configs:
+    def sample(self, n: int, design: str = "random", seed: int = 0) -> Configs:
         """Draw ``n`` configurations.
 
         Args:

@@ -759,3 +759,37 @@ def test_normalize_novello_jitter_is_uniform():
         assert stats.kstest(pos_c[c["c"] == k], "uniform").pvalue > 1e-3
     # and the KS test has power here: bin centres (method="unit") are far from uniform
     assert stats.kstest(s.normalize(c, method="unit")[:, 1], "uniform").pvalue < 1e-6
+
+
+@pytest.mark.parametrize("design", ["sobol", "halton", "lhs"])
+def test_sample_is_scipy_qmc_through_from_unit(design):
+    """The quasi-random designs are scipy.stats.qmc's scrambled points (same seed) mapped by
+    from_unit: checked against the reference engine directly."""
+    from scipy.stats import qmc
+
+    s = big_space()
+    klass = {"sobol": qmc.Sobol, "halton": qmc.Halton, "lhs": qmc.LatinHypercube}[design]
+    try:
+        U = klass(len(s), scramble=True, rng=9).random(32)
+    except TypeError:
+        U = klass(len(s), scramble=True, seed=9).random(32)
+    ref = s.from_unit(U)
+    got = s.sample(32, design, seed=9)
+    for name in s.names:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+def test_pickle_and_pandas_interop():
+    import pickle
+
+    import pandas as pd
+
+    s = big_space()
+    s2 = pickle.loads(pickle.dumps(s))
+    assert s2 == s and s2.to_dict() == s.to_dict()
+    c = s.sample(16, "lhs", 1)
+    df = pd.DataFrame(c)
+    s.validate(df)  # a DataFrame with the configs columns is accepted as configs
+    for name in s.names:
+        np.testing.assert_array_equal(s.active(df)[name], s.active(c)[name])
+    np.testing.assert_array_equal(s.to_unit(df), s.to_unit(c))
