@@ -1,0 +1,304 @@
+"""Sweep results and the run directory that keeps them safe.
+
+A run directory holds, in open formats that NumPy, pandas and any JSON reader load:
+
+===================  ==========================================================
+``meta.json``        what was run: space, fixed hyperparameters, budget, seeds,
+                     data set, package versions, device, wall times, fingerprint
+``configs.npz``      the design (the configs format of :mod:`hsens_jax.space`)
+``chunks/*.npz``     one file per finished chunk of runs, written atomically
+``results.npz``      every metric as an array, assembled when the sweep ends
+``results.csv``      one row per (configuration, seed): decoded hyperparameters
+                     and scalar metrics
+===================  ==========================================================
+
+Chunks are written to a temporary name and renamed into place (``os.replace`` is
+atomic), so a process killed at any moment leaves either a whole chunk or none.
+Re-running the same sweep on the same directory skips the finished chunks; a
+different sweep (another space, design, budget, data set...) is refused rather than
+mixed in, by comparing fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hsens_jax.space import Space
+
+SCALARS = ("final_val_loss", "final_val_accuracy", "best_val_loss", "best_val_accuracy",
+           "final_train_loss", "diverged", "diverged_step")
+PER_CONFIG = ("param_count", "flops_per_example", "group", "group_wall_time")
+CURVES = ("train_curve", "val_loss_curve", "val_accuracy_curve")
+
+
+@dataclass
+class SweepResult:
+    """Everything a sweep produced, as NumPy arrays.
+
+    Attributes:
+      space: the search space.
+      configs: the design, ``dict[str, (K,)]`` (NaN = inactive).
+      seeds: the S seeds, (S,).
+      metrics: ``dict[str, (K, S)]`` for :data:`SCALARS`, ``(K,)`` for :data:`PER_CONFIG`,
+        ``(K, S, P)`` for :data:`CURVES` (NaN-padded), and ``curve_steps`` (K, P): the
+        step (1-based) at which each curve point was recorded.
+      meta: the run's metadata (see :mod:`hsens_jax.results`).
+    """
+
+    space: Space
+    configs: dict[str, np.ndarray]
+    seeds: np.ndarray
+    metrics: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_configs(self) -> int:
+        return len(next(iter(self.configs.values()))) if self.configs else 0
+
+    def objective(self, name: str, reduce: str = "mean") -> np.ndarray:
+        """A metric per configuration, (K,): averaged (or ``"median"``, ``"min"``, ``"max"``) over seeds."""
+        if name not in self.metrics:
+            raise ValueError(f"unknown objective {name!r}; available: {sorted(self.metrics)}")
+        m = np.asarray(self.metrics[name], float)
+        if m.ndim == 1:
+            return m
+        if m.ndim != 2:
+            raise ValueError(f"{name!r} is a curve, not a scalar objective")
+        fns = {"mean": np.nanmean, "median": np.nanmedian, "min": np.nanmin, "max": np.nanmax}
+        if reduce not in fns:
+            raise ValueError(f"reduce must be one of {sorted(fns)}, got {reduce!r}")
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return fns[reduce](m, axis=1)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per (configuration, seed): decoded hyperparameters and scalar metrics."""
+        decoded = self.space.decode(self.configs)
+        rows = []
+        for k, hp in enumerate(decoded):
+            for s, seed in enumerate(self.seeds):
+                row = {"config": k, "seed": int(seed)}
+                for name in self.space.names:
+                    row[name] = hp.get(name)
+                for m in SCALARS:
+                    if m in self.metrics:
+                        row[m] = _py(self.metrics[m][k, s])
+                for m in PER_CONFIG:
+                    if m in self.metrics:
+                        row[m] = _py(self.metrics[m][k])
+                rows.append(row)
+        return rows
+
+    def to_dataframe(self):
+        """The :meth:`records` as a pandas DataFrame (requires pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_dataframe needs pandas: pip install pandas") from e
+        return pd.DataFrame.from_records(self.records())
+
+    def best(self, objective: str = "final_val_loss", k: int = 10, minimize: bool | None = None):
+        """Indices of the ``k`` best configurations by the seed-averaged ``objective``."""
+        if minimize is None:
+            minimize = "accuracy" not in objective
+        values = self.objective(objective)
+        order = np.argsort(np.where(np.isnan(values), np.inf, values if minimize else -values), kind="stable")
+        return order[:k]
+
+    def table(self, objective: str = "final_val_loss", k: int = 10) -> str:
+        """A plain-text table of the ``k`` best configurations."""
+        idx = self.best(objective, k)
+        decoded = self.space.decode({n: c[idx] for n, c in self.configs.items()})
+        cols = ["rank"] + list(self.space.names) + ["val_loss", "val_acc", "params", "diverged"]
+        loss = self.objective("final_val_loss")
+        acc = self.objective("final_val_accuracy")
+        div = self.objective("diverged")
+        rows = []
+        for r, (k_, hp) in enumerate(zip(idx, decoded)):
+            row = [str(r + 1)] + [_fmt(hp.get(n, "-")) for n in self.space.names]
+            row += [f"{loss[k_]:.4f}", "-" if np.isnan(acc[k_]) else f"{acc[k_]:.4f}",
+                    f"{int(self.metrics['param_count'][k_])}", f"{div[k_]:.0%}" if div[k_] else "no"]
+            rows.append(row)
+        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+        line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+        return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``results.npz``, ``results.csv``, ``configs.npz`` and ``meta.json`` into ``path``."""
+        store = RunDirectory(path)
+        store.path.mkdir(parents=True, exist_ok=True)
+        store.write_meta(self.meta | {"space": self.space.to_dict(), "seeds": [int(s) for s in self.seeds]})
+        _atomic_savez(store.path / "configs.npz", self.configs)
+        _atomic_savez(store.path / "results.npz", {**self.metrics, "seeds": self.seeds})
+        _atomic_write(store.path / "results.csv", _to_csv(self.records()))
+
+
+def load_results(path: str | os.PathLike) -> SweepResult:
+    """Load a finished run directory back into a :class:`SweepResult`."""
+    path = Path(path)
+    meta_file, results_file = path / "meta.json", path / "results.npz"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{meta_file} not found: {path} is not a hsens_jax run directory")
+    if not results_file.exists():
+        raise FileNotFoundError(
+            f"{results_file} not found: the sweep in {path} has not finished; re-run the same command to resume it"
+        )
+    meta = json.loads(meta_file.read_text())
+    space = Space.from_dict(meta["space"])
+    with np.load(path / "configs.npz") as f:
+        configs = {n: f[n] for n in space.names}
+    with np.load(results_file) as f:
+        metrics = {n: f[n] for n in f.files if n != "seeds"}
+        seeds = f["seeds"]
+    return SweepResult(space, configs, seeds, metrics, meta)
+
+
+class RunDirectory:
+    """The on-disk store of one sweep: metadata, design, chunk files, results."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def chunk_dir(self) -> Path:
+        return self.path / "chunks"
+
+    def read_meta(self) -> dict | None:
+        f = self.path / "meta.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    def write_meta(self, meta: dict) -> None:
+        _atomic_write(self.path / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+
+    def open(self, fingerprint: str, meta: dict, configs: dict[str, np.ndarray], overwrite: bool = False) -> int:
+        """Prepare the directory for a sweep; return the number of chunks already done.
+
+        Raises:
+          ValueError: the directory holds a different sweep (and ``overwrite`` is False).
+        """
+        old = self.read_meta()
+        if old is not None and old.get("fingerprint") != fingerprint:
+            if not overwrite:
+                raise ValueError(
+                    f"{self.path} holds a different sweep (fingerprint {old.get('fingerprint')} != "
+                    f"{fingerprint}): choose another output directory, or pass overwrite=True "
+                    f"(--overwrite) to discard it"
+                )
+            for f in self.chunk_dir.glob("*.npz"):
+                f.unlink()
+            for name in ("results.npz", "results.csv"):
+                (self.path / name).unlink(missing_ok=True)
+        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.chunk_dir.glob(".tmp*"):
+            stale.unlink()
+        self.write_meta(meta | {"fingerprint": fingerprint})
+        _atomic_savez(self.path / "configs.npz", configs)
+        return len(list(self.chunk_dir.glob("*.npz")))
+
+    def chunk_path(self, name: str) -> Path:
+        return self.chunk_dir / f"{name}.npz"
+
+    def load_chunk(self, name: str) -> dict[str, np.ndarray] | None:
+        p = self.chunk_path(name)
+        if not p.exists():
+            return None
+        try:
+            with np.load(p) as f:
+                return {k: f[k] for k in f.files}
+        except Exception:  # a damaged chunk is recomputed, never trusted
+            p.unlink(missing_ok=True)
+            return None
+
+    def save_chunk(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        _atomic_savez(self.chunk_path(name), arrays)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts and NumPy arrays."""
+    h = hashlib.sha256()
+    for part in parts:
+        _update_hash(h, part)
+    return h.hexdigest()[:16]
+
+
+def _update_hash(h, obj):
+    if isinstance(obj, np.ndarray):
+        h.update(str(obj.dtype).encode() + str(obj.shape).encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, dict):
+        for k in sorted(obj):
+            h.update(str(k).encode())
+            _update_hash(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for v in obj:
+            _update_hash(h, v)
+        h.update(b"]")
+    else:
+        h.update(json.dumps(obj, default=_json_default, sort_keys=True).encode())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp", suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def _py(v):
+    v = np.asarray(v)
+    if v.dtype == bool:
+        return bool(v)
+    if v.dtype.kind in "iu":
+        return int(v)
+    return float(v)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _to_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
