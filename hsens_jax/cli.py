@@ -1,0 +1,134 @@
+"""The ``hsens`` command line.
+
+::
+
+    hsens demo                     # a few hundred MLPs on the bundled digits, then their analysis
+    hsens sweep CONFIG.toml        # a sweep described by a TOML file (resumes if interrupted)
+    hsens show RUN_DIR             # the best configurations of a run
+    hsens analyze RUN_DIR          # sensitivity of the run's objectives to each hyperparameter
+
+Every subcommand has ``--help``. Errors in the configuration, the data or the
+arguments print one line naming the culprit and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import hsens_jax
+
+DEMO_SPACE = {
+    "learning_rate": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+    "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "adam", "rmsprop"]},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.99, "condition": {"optimizer": ["momentum"]}},
+    "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+    "width": {"type": "int", "low": 8, "high": 128, "log": True},
+    "depth": {"type": "int", "low": 1, "high": 3},
+    "activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "batch_size": {"type": "categorical", "choices": [32, 128]},
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hsens",
+        description="Which hyperparameters do your deep-learning results depend on, and how much.",
+    )
+    p.add_argument("--version", action="version", version=f"hsens_jax {hsens_jax.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="sweep a few hundred MLPs on the bundled digits and analyse them",
+                          description="Train a Sobol design of MLP configurations on scikit-learn's bundled "
+                                      "8x8 digits in one vectorized sweep, print the best ones and the "
+                                      "sensitivity of the validation loss to each hyperparameter.")
+    demo.add_argument("--n-configs", type=int, default=256, help="configurations in the design (default 256)")
+    demo.add_argument("--epochs", type=float, default=10, help="training epochs per configuration (default 10)")
+    demo.add_argument("--seeds", type=int, default=1, help="seeds per configuration (default 1)")
+    demo.add_argument("--output", default="runs/demo", help="run directory (default runs/demo)")
+    demo.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--overwrite", action="store_true", help="discard a different sweep found in --output")
+
+    sweep = sub.add_parser("sweep", help="run the sweep a TOML configuration describes",
+                           description="Run a sweep described by a TOML file (see hsens_jax.config for the "
+                                       "format). Results are written chunk by chunk; re-running the same "
+                                       "command resumes an interrupted sweep.")
+    sweep.add_argument("config", help="the TOML configuration file")
+    sweep.add_argument("--output", help="run directory (overrides [sweep] output)")
+    sweep.add_argument("--chunk-size", type=int, help="runs per compiled call (overrides [sweep] chunk_size)")
+    sweep.add_argument("--overwrite", action="store_true", help="discard a different sweep found in the output")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
+
+    show = sub.add_parser("show", help="print the best configurations of a finished run")
+    show.add_argument("run_dir", help="a run directory written by `hsens sweep` or `hsens demo`")
+    show.add_argument("--objective", default="final_val_loss", help="metric to rank by (default final_val_loss)")
+    show.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    return p
+
+
+def _sweep(config, output, overwrite, progress, top, chunk_size=None):
+    from hsens_jax.sweep import run_sweep
+
+    dataset = config.load_data()
+    configs = config.make_design()
+    result = run_sweep(
+        dataset, config.space, configs, model=config.model, fixed=config.fixed, seeds=config.seeds,
+        chunk_size=chunk_size or config.chunk_size, n_evals=config.n_evals, group_by=config.group_by,
+        eval_batch_size=config.eval_batch_size, run_dir=output, overwrite=overwrite, progress=progress,
+        design=config.design,
+    )
+    print(f"\n{result.n_configs} configurations x {len(result.seeds)} seed(s) on {dataset.name} "
+          f"in {result.meta['wall_time']:.1f} s ({result.meta['device']})")
+    print(f"\nBest configurations by validation loss (mean over seeds):\n{result.table(k=top)}")
+    print(f"\nResults: {Path(output).resolve()}  (results.npz, results.csv, meta.json; "
+          f"hsens_jax.load_results() loads them)")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "demo":
+            from hsens_jax.config import SweepConfig
+
+            if args.n_configs < 1 or args.epochs <= 0 or args.seeds < 1:
+                raise ValueError("--n-configs, --epochs and --seeds must be positive")
+            config = SweepConfig.from_dict({
+                "data": {"name": "digits"},
+                "budget": {"epochs": args.epochs},
+                "design": {"kind": "sobol", "n": args.n_configs, "seed": 0},
+                "sweep": {"n_seeds": args.seeds, "chunk_size": 256, "output": args.output},
+                "space": DEMO_SPACE,
+            }, source="hsens demo")
+            _sweep(config, args.output, args.overwrite, not args.no_progress, args.top)
+        elif args.command == "sweep":
+            from hsens_jax.config import SweepConfig
+
+            config = SweepConfig.load(args.config)
+            _sweep(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
+                   args.chunk_size)
+        elif args.command == "show":
+            from hsens_jax.results import load_results
+
+            result = load_results(args.run_dir)
+            print(result.table(args.objective, k=args.top))
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"hsens {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nhsens {args.command}: interrupted; finished chunks are saved, re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Sweep configuration files (TOML) for ``hsens sweep``.
+
+A configuration names the data, the model, the search space, the design, the budget,
+the seeds and the output directory::
+
+    [data]
+    name = "digits"          # digits | mnist | fashion_mnist | cifar10 | runge | bateman
+    # data_dir = "~/data"    # for mnist / fashion_mnist / cifar10 (default $HSENS_DATA)
+    val_fraction = 0.2
+    # n_train = 1000         # subsample the training set
+
+    [model]
+    kind = "mlp"             # mlp | cnn
+
+    [budget]
+    epochs = 10              # or: steps = 2000
+
+    [design]
+    kind = "sobol"           # random | sobol | halton | lhs | grid
+    n = 256                  # configurations (grid: `levels` per hyperparameter instead)
+    seed = 0
+
+    [sweep]
+    seeds = [0]              # or: n_seeds = 3
+    chunk_size = 256
+    n_evals = 20
+    group_by = []
+    output = "runs/my-sweep"
+
+    [fixed]                  # engine hyperparameters held constant
+    optimizer = "adam"
+
+    [space.learning_rate]    # one table per hyperparameter of the space
+    type = "float"
+    low = 1e-4
+    high = 1e-1
+    log = true
+
+    [space.momentum]
+    type = "float"
+    low = 0.5
+    high = 0.99
+    condition = { optimizer = ["momentum"] }
+
+Every key is checked: an unknown section or key is an error naming it, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hsens_jax.space import Space
+
+_SECTIONS = {
+    "data": {"name", "data_dir", "val_fraction", "n_train", "seed", "noise", "n", "n_nuclides"},
+    "model": {"kind"},
+    "budget": {"epochs", "steps"},
+    "design": {"kind", "n", "seed", "levels"},
+    "sweep": {"seeds", "n_seeds", "chunk_size", "n_evals", "group_by", "output", "eval_batch_size"},
+    "fixed": None,
+    "space": None,
+}
+
+
+@dataclass
+class SweepConfig:
+    """A parsed sweep configuration (see the module docstring for the file format)."""
+
+    data: dict[str, Any]
+    model: str
+    space: Space
+    design: dict[str, Any]
+    fixed: dict[str, Any]
+    seeds: list[int]
+    chunk_size: int = 256
+    n_evals: int = 20
+    group_by: list[str] = field(default_factory=list)
+    output: str = "runs/sweep"
+    eval_batch_size: int = 512
+    source: str = "<dict>"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "SweepConfig":
+        def err(msg):
+            return ValueError(f"{source}: {msg}")
+
+        for section, value in d.items():
+            if section not in _SECTIONS:
+                raise err(f"unknown section [{section}]; expected {sorted(_SECTIONS)}")
+            allowed = _SECTIONS[section]
+            if allowed is not None:
+                if not isinstance(value, dict):
+                    raise err(f"[{section}] must be a table")
+                extra = set(value) - allowed
+                if extra:
+                    raise err(f"unknown key(s) {sorted(extra)} in [{section}]; allowed: {sorted(allowed)}")
+        data = dict(d.get("data", {}))
+        if "name" not in data:
+            raise err("[data] needs `name` (digits, mnist, fashion_mnist, cifar10, runge or bateman)")
+        if "space" not in d or not d["space"]:
+            raise err("[space] is empty: add at least one [space.NAME] table")
+        try:
+            space = Space.from_dict(d["space"])
+        except ValueError as e:
+            raise err(f"[space]: {e}") from None
+        budget = dict(d.get("budget", {}))
+        fixed = dict(d.get("fixed", {}))
+        for key in ("epochs", "steps"):
+            if key in budget:
+                if key in fixed:
+                    raise err(f"`{key}` is given both in [budget] and [fixed]")
+                fixed[key] = budget[key]
+        if not any(k in fixed or k in space.names for k in ("epochs", "steps")):
+            raise err("no training budget: set `epochs` or `steps` in [budget]")
+        design = {"kind": "sobol", "n": 64, "seed": 0, **d.get("design", {})}
+        kinds = ("random", "sobol", "halton", "lhs", "grid")
+        if design["kind"] not in kinds:
+            raise err(f"[design] kind={design['kind']!r}; choose from {kinds}")
+        sweep = dict(d.get("sweep", {}))
+        if "seeds" in sweep and "n_seeds" in sweep:
+            raise err("give [sweep] `seeds` or `n_seeds`, not both")
+        seeds = sweep.get("seeds", list(range(int(sweep.get("n_seeds", 1)))))
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+            raise err(f"[sweep] seeds must be a non-empty list of integers, got {seeds!r}")
+        model = d.get("model", {}).get("kind", "mlp")
+        if model not in ("mlp", "cnn"):
+            raise err(f"[model] kind={model!r}; choose 'mlp' or 'cnn'")
+        return cls(
+            data=data, model=model, space=space, design=design, fixed=fixed, seeds=seeds,
+            chunk_size=int(sweep.get("chunk_size", 256)), n_evals=int(sweep.get("n_evals", 20)),
+            group_by=list(sweep.get("group_by", [])), output=str(sweep.get("output", "runs/sweep")),
+            eval_batch_size=int(sweep.get("eval_batch_size", 512)), source=source,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SweepConfig":
+        """Read and validate a TOML file."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"configuration file {path} not found")
+        try:
+            d = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML: {e}") from None
+        return cls.from_dict(d, source=str(path))
+
+    def make_design(self):
+        """The configurations the design section asks for."""
+        kind = self.design["kind"]
+        if kind == "grid":
+            return self.space.grid(self.design.get("levels", 5))
+        return self.space.sample(int(self.design["n"]), kind, seed=int(self.design.get("seed", 0)))
+
+    def load_data(self):
+        from hsens_jax.data import load_dataset
+
+        kwargs = {k: v for k, v in self.data.items() if k != "name"}
+        return load_dataset(self.data["name"], **kwargs)
