@@ -24,10 +24,10 @@ from hsens_jax.optimizers import make_optimizer
 from hsens_jax.results import RunDirectory, SweepResult, load_results
 from hsens_jax.space import Bool, Categorical, Float, Int, Space
 from hsens_jax.sweep import run_sweep
-from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
+from hsens_jax.train import TrainSpec, hp_from_values, prepare_data
 
 __all__ = [
     "Bool", "CNN", "Categorical", "Dataset", "Float", "Int", "MLP", "ModelSpec", "RunDirectory", "Space",
     "SweepConfig", "SweepResult", "TrainSpec", "hp_from_values", "load_dataset", "load_results",
-    "make_optimizer", "prepare_data", "run_sweep", "train",
+    "make_optimizer", "prepare_data", "run_sweep",
 ]

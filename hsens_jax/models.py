@@ -148,7 +148,8 @@ class _MaskedLayer(nn.Module):
             z = h @ kernel
         z = z + bias
         if self.batch_norm:
-            bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(z)
+            bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                              dtype=z.dtype, param_dtype=z.dtype, name="bn")(z)
             z = jnp.where(hp["batch_norm"] > 0.5, bn, z)
         a = _select_activation(z, self.activations, hp["activation"])
         mask = (jnp.arange(self.features) < width).astype(a.dtype)

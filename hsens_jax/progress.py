@@ -26,6 +26,7 @@ class Progress:
         self.start = time.perf_counter()
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = 0.0
+        self._shown = -1
 
     def update(self, units: int, configs: int = 0, note: str = "") -> None:
         self.done += units
@@ -36,6 +37,7 @@ class Progress:
         if not self._tty and now - self._last < 5 and self.done < self.total:
             return  # a log file gets a line every few seconds, not a torrent
         self._last = now
+        self._shown = self.done
         self.stream.write(("\r" if self._tty else "") + self._line(note) + ("" if self._tty else "\n"))
         self.stream.flush()
 
@@ -51,7 +53,9 @@ class Progress:
                 f"{rate:.1f} configs/s elapsed {_clock(elapsed)} left {eta} {note}").rstrip()
 
     def close(self) -> None:
-        if self.enabled:
+        if self._tty and self._shown == self.done:
+            self.stream.write("\n")
+        elif self.enabled and self._shown != self.done:
             self.stream.write(("\r" if self._tty else "") + self._line() + "\n")
             self.stream.flush()
 

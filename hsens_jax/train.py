@@ -24,8 +24,9 @@ Batches: each epoch draws a fresh permutation of the training set and cuts it in
 one batch. Validation runs ``n_evals`` times, evenly spaced, the last at the final step.
 
 Divergence: when a step produces a non-finite loss or parameter, the configuration's
-state is frozen at its last finite value for the rest of training and flagged
-(``diverged``, ``diverged_step``). This involves no other configuration: under
+state is frozen (its parameters are the last finite ones, though their loss may
+overflow) for the rest of training and flagged (``diverged``, ``diverged_step``);
+its recorded losses may then be inf or NaN, and analyses must treat the flag. This involves no other configuration: under
 ``vmap`` each configuration's arithmetic is independent.
 """
 
@@ -351,7 +352,8 @@ def init_state(spec: TrainSpec, data: TrainData, hp, key) -> TrainState:
     """Initial parameters, batch statistics and optimizer state of one configuration."""
     variables = spec.model.module().init({"params": key}, data.x_train[:1], hp, train=False)
     params = variables["params"]
-    batch_stats = variables.get("batch_stats", {})
+    # flax keeps running statistics in float32 whatever the model's dtype: follow the data's
+    batch_stats = jax.tree.map(lambda a: a.astype(data.x_train.dtype), variables.get("batch_stats", {}))
     opt_state = _optimizer(spec, hp).init(params)
     return TrainState(params, batch_stats, opt_state, jnp.zeros((), bool), jnp.full((), -1, jnp.int32))
 

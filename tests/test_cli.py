@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from hsens_jax.cli import main
+from hsens_jax.results import load_results
+
+
+def test_help_everywhere():
+    for args in ([], ["sweep"], ["demo"], ["show"]):
+        out = subprocess.run([sys.executable, "-m", "hsens_jax.cli", *args, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: hsens" in out.stdout
+
+
+def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
+    cfg = tmp_path / "sweep.toml"
+    cfg.write_text(f"""
+[data]
+name = "digits"
+n_train = 200
+[budget]
+steps = 6
+[design]
+kind = "sobol"
+n = 4
+[sweep]
+output = "{tmp_path / 'run'}"
+n_evals = 2
+[fixed]
+width = 8
+depth = 1
+[space.learning_rate]
+type = "float"
+low = 0.001
+high = 0.5
+log = true
+[space.optimizer]
+type = "categorical"
+choices = ["sgd", "adam"]
+""")
+    assert main(["sweep", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Best configurations" in out and "results.npz" in out
+    res = load_results(tmp_path / "run")
+    assert res.metrics["final_val_loss"].shape == (4, 1) and np.isfinite(res.metrics["final_val_loss"]).all()
+    assert main(["show", str(tmp_path / "run"), "--top", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
+def test_errors_are_one_line_with_status_2(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\nname = "digits"\n[budget]\nsteps = 3\n[space.lr]\ntype = "float"\nlow = 1\nhigh = 2\n')
+    assert main(["sweep", str(bad), "--no-progress", "--output", str(tmp_path / "o")]) == 2
+    assert "'lr'" in capsys.readouterr().err
+    assert main(["show", str(tmp_path)]) == 2

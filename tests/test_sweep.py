@@ -1,0 +1,161 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from hsens_jax.results import load_results
+from hsens_jax.space import Categorical, Float, Int, Space
+from hsens_jax.sweep import run_sweep
+from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPACE = Space([
+    Float("learning_rate", 1e-3, 0.5, log=True),
+    Categorical("optimizer", ["sgd", "momentum", "adam"]),
+    Float("momentum", 0.5, 0.95, condition={"optimizer": "momentum"}),
+    Int("width", 4, 16),
+    Categorical("batch_size", [16, 48]),
+])
+FIXED = {"steps": 12, "depth": 1}
+
+
+def _configs(n=6):
+    return SPACE.sample(n, "random", seed=3)
+
+
+def test_sweep_shapes_groups_and_agreement_with_single_training(small_digits, tmp_path):
+    configs = _configs()
+    res = run_sweep(small_digits, SPACE, configs, fixed=FIXED, seeds=[0, 5], chunk_size=4, n_evals=4,
+                    progress=False, run_dir=tmp_path / "run")
+    k = len(configs["width"])
+    assert res.metrics["final_val_loss"].shape == (k, 2)
+    assert res.metrics["val_loss_curve"].shape == (k, 2, 4)
+    assert res.metrics["param_count"].shape == (k,)
+    np.testing.assert_array_equal(res.metrics["param_count"], 64 * configs["width"] + configs["width"] + 10 * configs["width"] + 10)
+    # one compiled program per batch size
+    used = {[16, 48][int(c)] for c in configs["batch_size"]}
+    assert {g["batch_size"] for g in res.meta["groups"]} == used and len(res.meta["groups"]) == len(used)
+    # configuration 2, seed 5, trained on its own, gives the same numbers
+    i = 2
+    rec = SPACE.decode({n: c[i:i + 1] for n, c in configs.items()})[0]
+    from hsens_jax.models import ModelSpec
+
+    group = res.meta["groups"][int(res.metrics["group"][i])]
+    model = ModelSpec("mlp", group["max_width"], 1, 10, (8, 8, 1))
+    spec = TrainSpec(model, "classification", rec["batch_size"], 12, small_digits.n_train,
+                     optimizers=tuple(group["optimizers"]), n_evals=4)
+    values = {k_: v for k_, v in rec.items() if k_ != "batch_size"} | {"depth": 1}
+    one = jax.jit(lambda h: train(spec, prepare_data(small_digits), h, jax.random.key(5)))(hp_from_values(values, spec))
+    np.testing.assert_allclose(res.metrics["val_loss_curve"][i, 1], one["val_loss_curve"], rtol=1e-5)
+    # inactive hyperparameters stay NaN in what is saved
+    loaded = load_results(tmp_path / "run")
+    np.testing.assert_array_equal(np.isnan(loaded.configs["momentum"]), configs["optimizer"] != 1)
+    np.testing.assert_array_equal(loaded.metrics["final_val_loss"], res.metrics["final_val_loss"])
+
+
+def test_interrupted_sweep_resumes_to_the_same_results(small_digits, tmp_path):
+    configs = _configs()
+    kw = dict(fixed=FIXED, seeds=[0], chunk_size=2, n_evals=3, progress=False)
+    full = run_sweep(small_digits, SPACE, configs, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(small_digits, SPACE, configs, run_dir=tmp_path, stop_after_chunks=2, **kw)
+    assert len(list((tmp_path / "chunks").glob("*.npz"))) == 2
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "chunks").glob("*.npz")}
+    resumed = run_sweep(small_digits, SPACE, configs, run_dir=tmp_path, **kw)
+    for p in (tmp_path / "chunks").glob("*.npz"):  # finished chunks were not recomputed
+        if p.name in mtimes:
+            assert p.stat().st_mtime_ns == mtimes[p.name]
+    for name in ("final_val_loss", "val_loss_curve", "train_curve", "diverged"):
+        np.testing.assert_array_equal(resumed.metrics[name], full.metrics[name], err_msg=name)
+    # a different sweep is refused, not mixed in
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(small_digits, SPACE, _configs(5), run_dir=tmp_path, **kw)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, numpy as np
+    from hsens_jax.data import load_dataset
+    from hsens_jax.space import Space
+    from hsens_jax.sweep import run_sweep
+    sys.path.insert(0, {tests!r})
+    from test_sweep import SPACE, FIXED, _configs
+    import jax
+    ds = load_dataset("digits", n_train=300, seed=0)
+    res = run_sweep(ds, SPACE, _configs(8), fixed=FIXED, seeds=[0], chunk_size={chunk}, n_evals=3,
+                    progress=False, run_dir={run_dir!r})
+    print("DEVICES", len(jax.devices()))
+""")
+
+
+def _script(run_dir, chunk=2):
+    return SCRIPT.format(tests=str(ROOT / "tests"), run_dir=str(run_dir), chunk=chunk)
+
+
+def test_killed_process_resumes(small_digits, tmp_path):
+    """SIGKILL a sweep process once a chunk is on disk; the same command finishes it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _script(tmp_path / "run")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunks = tmp_path / "run" / "chunks"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(chunks.glob("*.npz")):
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(chunks.glob("*.npz")))
+    assert done >= 1
+    subprocess.run([sys.executable, "-c", _script(tmp_path / "run")], env=env, check=True, capture_output=True)
+    resumed = load_results(tmp_path / "run")
+    reference = run_sweep(small_digits, SPACE, _configs(8), fixed=FIXED, seeds=[0], chunk_size=2, n_evals=3,
+                          progress=False)
+    for name in ("final_val_loss", "val_loss_curve", "train_curve"):
+        np.testing.assert_allclose(resumed.metrics[name], reference.metrics[name], rtol=1e-6, err_msg=name)
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["n_configs"] == 8
+
+
+def test_sharded_over_four_cpu_devices_equals_unsharded(small_digits, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"}
+    out = subprocess.run([sys.executable, "-c", _script(tmp_path / "run", chunk=8)], env=env, check=True,
+                         capture_output=True, text=True)
+    assert "DEVICES 4" in out.stdout
+    sharded = load_results(tmp_path / "run")
+    assert sharded.meta["device"].startswith("4 x cpu")
+    single = run_sweep(small_digits, SPACE, _configs(8), fixed=FIXED, seeds=[0], chunk_size=8, n_evals=3,
+                       progress=False)
+    for name in ("final_val_loss", "val_loss_curve", "train_curve"):
+        np.testing.assert_allclose(sharded.metrics[name], single.metrics[name], rtol=1e-5, err_msg=name)
+
+
+def test_invalid_sweeps_are_rejected_with_the_culprit_named(small_digits, tmp_path):
+    configs = _configs()
+    with pytest.raises(ValueError, match="learnig_rate"):
+        run_sweep(small_digits, Space([Float("learnig_rate", 0.1, 1)]), {"learnig_rate": np.array([0.5])},
+                  fixed=FIXED, progress=False)
+    with pytest.raises(ValueError, match="both in the space and fixed"):
+        run_sweep(small_digits, SPACE, configs, fixed={**FIXED, "width": 3}, progress=False)
+    with pytest.raises(ValueError, match="budget"):
+        run_sweep(small_digits, SPACE, configs, fixed={"depth": 1}, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        big = Space([Categorical("batch_size", [100000])])
+        run_sweep(small_digits, big, big.sample(2), fixed=FIXED, progress=False)
+    with pytest.raises(ValueError, match="group_by"):
+        run_sweep(small_digits, SPACE, configs, fixed=FIXED, group_by=["dropout"], progress=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        run_sweep(small_digits, SPACE, configs, fixed=FIXED, chunk_size=0, progress=False)
+    with pytest.raises(ValueError, match="width"):
+        bad = {**configs, "width": configs["width"] + 0.5}
+        run_sweep(small_digits, SPACE, bad, fixed=FIXED, progress=False)
+    with pytest.raises(ValueError, match="optimizer"):
+        sp = Space([Categorical("optimizer", ["sgd", "lion"])])
+        run_sweep(small_digits, sp, sp.sample(4), fixed=FIXED, progress=False)

@@ -1,0 +1,123 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hsens_jax.models import ModelSpec
+from hsens_jax.train import (
+    SCHEDULES,
+    TrainSpec,
+    hp_from_values,
+    learning_rate_at,
+    parse_layer_sizes,
+    prepare_data,
+    train,
+)
+
+
+def _spec(ds, **kw):
+    model = ModelSpec("mlp", kw.pop("max_width", 16), kw.pop("max_depth", 2), ds.output_dim, tuple(ds.input_shape),
+                      activations=kw.pop("activations", ("relu",)))
+    return TrainSpec(model, ds.task, **{"batch_size": 32, "n_steps": 25, "n_train": ds.n_train, "n_evals": 5, **kw})
+
+
+VALUES = {
+    "learning_rate": np.array([0.3, 0.01, 0.05, 1e-3]),
+    "optimizer": np.array(["sgd", "adam", "momentum", "adam"]),
+    "width": np.array([16.0, 5.0, 9.0, 12.0]),
+    "depth": np.array([1.0, 2.0, 2.0, 1.0]),
+    "activation": np.array(["relu", "tanh", "tanh", "relu"]),
+}
+
+
+def test_vmapped_equals_sequential(small_digits):
+    """K configurations x 2 seeds in one jit(vmap(train)) equal K*2 separate trainings of
+    the same configurations with the same seeds: to 1e-5 relative in float32."""
+    ds = small_digits
+    data = prepare_data(ds)
+    spec = _spec(ds, optimizers=("sgd", "momentum", "adam"), activations=("relu", "tanh"))
+    k = len(VALUES["learning_rate"])
+    seeds = [0, 1]
+    hp = hp_from_values({n: np.repeat(v, 2) for n, v in VALUES.items()}, spec)
+    keys = jax.vmap(jax.random.key)(jnp.array(seeds * k))
+    batched = jax.jit(jax.vmap(lambda h, kk: train(spec, data, h, kk)))(hp, keys)
+    single = jax.jit(lambda h, kk: train(spec, data, h, kk))
+    for r in range(2 * k):
+        one = single(jax.tree.map(lambda a: a[r], hp), jax.random.key(seeds[r % 2]))
+        for name in ("val_loss_curve", "train_curve", "final_val_accuracy"):
+            np.testing.assert_allclose(batched[name][r], one[name], rtol=1e-5, atol=1e-6, err_msg=f"{name} run {r}")
+    # different configurations really differ, and different seeds too
+    assert len(np.unique(np.round(np.asarray(batched["final_val_loss"]), 5))) == 2 * k
+
+
+def test_divergence_is_frozen_flagged_and_isolated(small_digits):
+    ds = small_digits
+    data = prepare_data(ds)
+    spec = _spec(ds, optimizers=("sgd",))
+    lrs = np.array([0.1, 1e9, 0.05])
+    fn = jax.jit(jax.vmap(lambda h, kk: train(spec, data, h, kk), in_axes=(0, None)))
+    out = fn(hp_from_values({"learning_rate": lrs, "optimizer": "sgd"}, spec), jax.random.key(0))
+    assert list(np.asarray(out["diverged"])) == [False, True, False]
+    assert int(out["diverged_step"][1]) >= 0 and int(out["diverged_step"][0]) == -1
+    assert np.isfinite(np.asarray(out["final_val_loss"])[[0, 2]]).all()
+    # frozen: parameters stop changing once the flag is raised (its curve is constant from then)
+    curve = np.asarray(out["val_loss_curve"])[1]
+    first = int(out["diverged_step"][1]) // spec.eval_every + 1
+    np.testing.assert_array_equal(curve[first:], curve[-1])
+    # the healthy configurations are bit for bit what they are beside a healthy neighbour
+    # (same program, same batch width), and within float32 rounding what they are alone
+    calm = fn(hp_from_values({"learning_rate": np.array([0.1, 0.02, 0.05]), "optimizer": "sgd"}, spec),
+              jax.random.key(0))
+    alone = fn(hp_from_values({"learning_rate": lrs[[0, 2]], "optimizer": "sgd"}, spec), jax.random.key(0))
+    for name in ("val_loss_curve", "train_curve"):
+        np.testing.assert_array_equal(np.asarray(out[name])[[0, 2]], np.asarray(calm[name])[[0, 2]])
+        np.testing.assert_allclose(np.asarray(out[name])[[0, 2]], np.asarray(alone[name]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_learning_rate_schedules_match_their_formulas(small_digits, schedule):
+    spec = _spec(small_digits, n_steps=100, schedules=SCHEDULES)
+    hp = hp_from_values({"learning_rate": 0.2, "schedule": schedule, "warmup": 0.1, "final_lr_fraction": 0.05}, spec)
+    t = np.arange(100)
+    got = np.asarray(jax.vmap(lambda s: learning_rate_at(spec, hp, s))(jnp.asarray(t)))
+    warm = np.clip((t + 1) / 10.0, 0, 1)
+    p = np.clip((t - 10.0) / 90.0, 0, 1)
+    a = 0.05
+    shape = {"constant": np.ones_like(p), "cosine": a + (1 - a) * 0.5 * (1 + np.cos(np.pi * p)),
+             "linear": 1 - (1 - a) * p, "exponential": a ** p}[schedule]
+    np.testing.assert_allclose(got, 0.2 * warm * shape, rtol=1e-5)
+
+
+def test_regression_task_trains_and_reports_mse():
+    from hsens_jax.data import load_dataset
+
+    ds = load_dataset("runge", n=400)
+    data = prepare_data(ds)
+    spec = _spec(ds, batch_size=40, n_steps=150, activations=("tanh",), max_width=32)
+    out = jax.jit(lambda h: train(spec, data, h, jax.random.key(0)))(
+        hp_from_values({"learning_rate": 0.01, "activation": "tanh", "width": 32}, spec))
+    curve = np.asarray(out["val_loss_curve"])
+    assert np.isnan(float(out["final_val_accuracy"]))
+    assert curve[-1] < 0.5 * curve[0]  # it learns
+    x, y = np.asarray(ds.x_val), np.asarray(ds.y_val)
+    assert float(out["final_val_loss"]) < np.var(y)  # better than predicting the mean
+
+
+def test_hp_errors_and_layer_sizes(small_digits):
+    spec = _spec(small_digits, max_depth=3)
+    with pytest.raises(ValueError, match="learnig_rate"):
+        hp_from_values({"learnig_rate": 0.1}, spec)
+    with pytest.raises(ValueError, match="'rmsprop'"):
+        hp_from_values({"optimizer": "rmsprop"}, spec)
+    with pytest.raises(ValueError, match="different shapes"):
+        hp_from_values({"learning_rate": np.ones(3), "width": np.ones(2)}, spec)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainSpec(spec.model, "classification", batch_size=10_000, n_steps=5, n_train=small_digits.n_train)
+    with pytest.raises(ValueError, match="task"):
+        TrainSpec(spec.model, "ranking", batch_size=10, n_steps=5, n_train=100)
+    assert parse_layer_sizes("100,50") == (100, 50) and parse_layer_sizes((3,)) == (3,) and parse_layer_sizes(7) == (7,)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        parse_layer_sizes("ten")
+    hp = hp_from_values({"hidden_layer_sizes": np.array(["8,4", "6", "5,5,5"], dtype=object)}, spec)
+    np.testing.assert_array_equal(hp["widths"], [[8, 4, 0], [6, 0, 0], [5, 5, 5]])
+    np.testing.assert_array_equal(hp["depth"], [2, 1, 3])
