@@ -121,3 +121,30 @@ def test_errors():
         morris_indices(np.random.default_rng(0).random((12, 2)), np.zeros(12), b)
     with pytest.raises(ValueError, match="NaN"):
         morris_indices(X, np.full(12, np.nan), b)
+
+
+class TinySpace:
+    """Duck-typed stand-in for hsens_jax.space.Space: lr (log10 on [1e-4, 1e-1]), width (Int 1..8)."""
+
+    names = ("lr", "width")
+
+    def __len__(self):
+        return 2
+
+    def from_unit(self, U):
+        U = np.asarray(U, dtype=np.float64)
+        return {"lr": 10.0 ** (-4 + 3 * U[:, 0]), "width": np.minimum(np.floor(U[:, 1] * 8), 7) + 1}
+
+    def to_unit(self, c):
+        return np.stack([(np.log10(c["lr"]) + 4) / 3, (c["width"] - 0.5) / 8], 1)
+
+
+def test_space_configs_round_trip():
+    sp = TinySpace()
+    X = morris_design(sp, 10, seed=4)
+    assert set(X) == {"lr", "width"} and X["lr"].shape == (30,)
+    res = morris(lambda c: np.log10(c["lr"]), sp, 10, n_bootstrap=0, seed=4)
+    # log10(lr) is linear in the unit coordinate with slope 3: every EE equals 3
+    np.testing.assert_allclose(res.mu_star, [3.0, 0.0], atol=1e-5)
+    np.testing.assert_allclose(res.sigma, [0.0, 0.0], atol=1e-5)
+    assert res.names == ("lr", "width") and np.all(np.isnan(res.mu_star_conf))
