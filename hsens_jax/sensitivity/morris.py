@@ -53,17 +53,18 @@ def _delta(levels):
     return levels / (2.0 * (levels - 1))
 
 
-@partial(jax.jit, static_argnames=("r", "d", "levels"))
-def _trajectories_unit(key, *, r, d, levels):
-    """``(r, d + 1, d)`` unit-cube trajectories (Morris 1991, SALib's B* construction)."""
+def _trajectories_unit(rng, *, r, d, levels):
+    """``(r, d + 1, d)`` unit-cube trajectories (Morris 1991, SALib's B* construction).
+
+    Host-side NumPy (a few hundred numbers; no compilation), from an explicit seeded
+    ``numpy.random.Generator``.
+    """
     delta = _delta(levels)
-    k_perm, k_dir, k_x = jax.random.split(key, 3)
-    grid = jnp.linspace(0.0, 1.0 - delta, levels // 2)
-    x_star = grid[jax.random.randint(k_x, (r, d), 0, levels // 2)]
-    D = jax.random.choice(k_dir, jnp.array([-1.0, 1.0]), (r, d))
-    pos = jax.vmap(lambda k: jax.random.permutation(k, d))(jax.random.split(k_perm, r))  # step of var j
-    steps = jnp.arange(d + 1)
-    moved = (pos[:, None, :] < steps[None, :, None]).astype(x_star.dtype)  # (r, d+1, d)
+    grid = np.linspace(0.0, 1.0 - delta, levels // 2)
+    x_star = grid[rng.integers(0, levels // 2, size=(r, d))]  # base points on the lower levels
+    D = rng.choice(np.array([-1.0, 1.0]), size=(r, d))  # directions D*
+    pos = np.argsort(rng.random((r, d)), axis=1)  # P*: input j moves at step pos[t, j] + 1
+    moved = (pos[:, None, :] < np.arange(d + 1)[None, :, None]).astype(np.float64)  # (r, d+1, d)
     return x_star[:, None, :] + 0.5 * delta * ((2.0 * moved - 1.0) * D[:, None, :] + 1.0)
 
 
@@ -75,7 +76,7 @@ def morris_design(bounds_or_space, r: int, *, levels: int = 4, seed: int = 0, na
       bounds_or_space: bounds ``(d, 2)`` or a search-space object (``names``, ``from_unit``).
       r: number of trajectories (``r (d + 1)`` model runs).
       levels: ``p``, number of grid levels (even); ``Delta = p / (2 (p - 1))``.
-      seed: seed of the ``jax.random`` key.
+      seed: seed of the ``numpy.random.Generator`` drawing the trajectories.
       unit: return the unit-cube design instead of the mapped one.
 
     Returns:
@@ -87,8 +88,7 @@ def morris_design(bounds_or_space, r: int, *, levels: int = 4, seed: int = 0, na
     if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 2:
         raise ValueError(f"r must be an int >= 2, got {r!r}")
     levels = _check_levels(levels)
-    with jax.enable_x64(True):
-        U = np.asarray(_trajectories_unit(jax.random.key(seed), r=int(r), d=dom.d, levels=levels))
+    U = _trajectories_unit(np.random.default_rng(seed), r=int(r), d=dom.d, levels=levels)
     U = np.clip(U.reshape(-1, dom.d), 0.0, 1.0)
     return U if unit else dom.from_unit(U)
 
