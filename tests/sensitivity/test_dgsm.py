@@ -22,6 +22,10 @@ def test_quadratic_closed_form_both_methods():
         rj = dgsm(f, bounds, 2**12, method="jvp")
     np.testing.assert_allclose(rg.vi, nu, rtol=1e-3, atol=1e-12)
     np.testing.assert_allclose(rj.vi, rg.vi, rtol=1e-12)
+    with jax.enable_x64(True):
+        sub = dgsm(f, bounds, 2**12, method="jvp", inputs=["x3", 0])
+    assert sub.names == ("x3", "x1")
+    np.testing.assert_allclose(sub.vi, rg.vi[[2, 0]], rtol=1e-12)
     np.testing.assert_allclose(rg.dgsm, nu / (np.pi**2 * D), rtol=2e-3)
     # Poincare bound vs exact ST (additive: ST = S1 = a_i^2 (4/45) / D)
     ST = a**2 * 4 / 45 / D
@@ -72,5 +76,7 @@ def test_errors():
         dgsm_indices(np.zeros((4, 2)), np.zeros(5), b)
     with pytest.raises(ValueError, match="method"):
         dgsm(lambda x: x.sum(), b, 8, method="fd")
+    with pytest.raises(ValueError, match="inputs"):
+        dgsm(lambda x: x.sum(), b, 8, inputs=[5])
     with pytest.raises(ValueError, match="scalar"):
         dgsm(lambda x: x, b, 8)

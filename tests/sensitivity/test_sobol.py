@@ -134,6 +134,14 @@ def test_bad_bounds_and_arguments():
         sobol_indices(Y, 3, n_bootstrap=4, resample_indices=np.zeros((4, 3), int))
     with pytest.raises(ValueError, match="d must"):
         sobol_indices(Y, 0)
+    with pytest.raises(ValueError, match="bootstrap_chunk"):
+        sobol_indices(Y, 3, n_bootstrap=4, bootstrap_chunk=0)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_constant_output_gives_zero_indices(estimator):
+    res = sobol_indices(np.full(16 * 8, 3.0), 3, second_order=True, estimator=estimator, n_bootstrap=8)
+    assert np.all(res.S1 == 0) and np.all(res.ST == 0) and np.all(res.S1_conf == 0)
 
 
 # ----------------------------------------------------------------- textbook formulas
