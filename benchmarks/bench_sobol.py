@@ -60,6 +60,7 @@ def main():
     seed = 12345
     r = np.random.default_rng(seed).integers(n, size=(n, R))  # what SALib draws with seed=12345
 
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     S = salib_sobol.analyze(problem, Y, calc_second_order=True, num_resamples=R, seed=seed)
     t_salib = time.perf_counter() - t0
@@ -91,11 +92,13 @@ def main():
               f"-> {t_salib / t_warm:.1f}x (first call {t_salib / t_first:.1f}x); "
               f"max |diff| vs SALib {max(diffs.values()):.2e}")
 
+    load_after = os.getloadavg()
     exact = g_function_indices(a)
     err = {"S1": float(np.max(np.abs(S["S1"] - exact["S1"]))), "ST": float(np.max(np.abs(S["ST"] - exact["ST"])))}
     meta = {
         "machine": {"cpu_model": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_average_1_5_15_before": list(load_before), "load_average_1_5_15_after": list(load_after)},
         "versions": {"jax": jax.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                      "SALib": version("SALib")},
         "problem": {"function": "G-function", "a": a.tolist(), "d": d, "n_base": n,
@@ -112,7 +115,9 @@ def main():
         "# Sobol' indices: hsens_jax vs SALib (CPU)",
         "",
         f"Machine: {meta['machine']['cpu_model']}, {meta['machine']['cores']} cores; "
-        f"jax {jax.__version__}, numpy {np.__version__}, SALib {version('SALib')}, scipy {scipy.__version__}.",
+        f"jax {jax.__version__}, numpy {np.__version__}, SALib {version('SALib')}, scipy {scipy.__version__}. "
+        f"Load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after (other processes "
+        "share the cores when it exceeds the core count; both sides are affected alike).",
         "",
         f"G-function, d = {d}, n = 2^{args.log2n} base rows ({Y.size} evaluations, second order), "
         f"{R} bootstrap resamples, same resample indices on both sides.",
