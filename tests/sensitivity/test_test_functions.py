@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from hsens_jax.sensitivity.test_functions import (
-    ISHIGAMI_BOUNDS,
     g_function,
     g_function_indices,
     ishigami,
