@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 from hsens_jax.config import SweepConfig
 from hsens_jax.data import Dataset, load_dataset
 from hsens_jax.models import CNN, MLP, ModelSpec
+from hsens_jax.objective import sweep_objective
 from hsens_jax.optimizers import make_optimizer
 from hsens_jax.results import RunDirectory, SweepResult, load_results
 from hsens_jax.space import Bool, Categorical, Float, Int, Space
@@ -29,5 +30,5 @@ from hsens_jax.train import TrainSpec, hp_from_values, prepare_data
 __all__ = [
     "Bool", "CNN", "Categorical", "Dataset", "Float", "Int", "MLP", "ModelSpec", "RunDirectory", "Space",
     "SweepConfig", "SweepResult", "TrainSpec", "hp_from_values", "load_dataset", "load_results",
-    "make_optimizer", "prepare_data", "run_sweep",
+    "make_optimizer", "prepare_data", "run_sweep", "sweep_objective",
 ]

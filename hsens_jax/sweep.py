@@ -31,6 +31,7 @@ and dropout, whatever the configuration (common random numbers).
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import time
@@ -198,7 +199,9 @@ def _plan(dataset, values, seeds, model, group_by, n_evals, eval_batch_size, bud
     return groups, widths, depth
 
 
+@functools.lru_cache(maxsize=64)
 def _compiled(spec: TrainSpec):
+    """One jitted program per spec, reused by every chunk and every later sweep in the process."""
     return jax.jit(jax.vmap(partial(train, spec), in_axes=(None, 0, 0)))
 
 

@@ -134,7 +134,15 @@ def oat_design(space_or_bounds, base=None, *, n_points: int = 9, log_scale=None,
         missing = [k for k in dom.names if k not in base]
         if missing:
             raise ValueError(f"base config lacks {missing}")
-        u0 = dom.to_unit({k: np.atleast_1d(np.asarray(base[k], dtype=np.float64)) for k in dom.names})[0]
+        configs = None
+        if hasattr(space, "encode"):  # decoded values: choices by name, as space.decode gives them
+            try:
+                configs = space.encode([base])
+            except (ValueError, TypeError):
+                configs = None
+        if configs is None:  # already in the configs format (codes for categoricals)
+            configs = {k: np.atleast_1d(np.asarray(base[k], dtype=np.float64)) for k in dom.names}
+        u0 = dom.to_unit(configs)[0]
     else:
         u0 = np.asarray(base, dtype=np.float64)
         if u0.shape != (d,) or np.any((u0 < 0) | (u0 > 1)):
