@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.add_argument("--overwrite", action="store_true", help="discard a different sweep found in --output")
+    _analysis_args(demo, ("final_val_loss", "param_count"))
 
     sweep = sub.add_parser("sweep", help="run the sweep a TOML configuration describes",
                            description="Run a sweep described by a TOML file (see hsens_jax.config for the "
@@ -63,11 +64,70 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sweep.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
 
+    an = sub.add_parser("analyze", help="HSIC sensitivity of a run's objectives to each hyperparameter",
+                        description="Compute the R2-HSIC index and independence-test p-value of every "
+                                    "hyperparameter of a finished run against one or more objectives; "
+                                    "write sensitivity.json/.csv (and plots) into the run directory.")
+    an.add_argument("run_dir", help="a run directory written by `hsens sweep` or `hsens demo`")
+    _analysis_args(an)
+    an.add_argument("--interactions", action="store_true", help="also the R2-HSIC of pairs of hyperparameters")
+
     show = sub.add_parser("show", help="print the best configurations of a finished run")
     show.add_argument("run_dir", help="a run directory written by `hsens sweep` or `hsens demo`")
     show.add_argument("--objective", default="final_val_loss", help="metric to rank by (default final_val_loss)")
     show.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     return p
+
+
+def _analysis_args(p, objectives=("final_val_loss",)):
+    p.add_argument("--objective", action="append", dest="objectives", metavar="NAME",
+                   help="objective to analyse, repeatable (default: " + ", ".join(objectives) + "); e.g. "
+                        "final_val_loss, best_val_accuracy, param_count, flops_per_example")
+    p.add_argument("--target", type=float, default=None, metavar="Q",
+                   help="goal-oriented analysis of the best fraction Q of configurations (e.g. 0.1)")
+    p.add_argument("--permutations", type=int, default=1000, help="permutations for the p-values (default 1000)")
+    p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
+    p.set_defaults(default_objectives=list(objectives))
+
+
+def _analyze(result, run_dir, args, interactions=False):
+    from hsens_jax.analysis import analyze
+
+    objectives = args.objectives or args.default_objectives
+    report = analyze(result, objectives, target=args.target, n_permutations=args.permutations,
+                     interactions=interactions)
+    print("\nSensitivity (R2-HSIC with permutation p-values; normalization of Novello et al. 2023):\n")
+    print(report.table())
+    stem = "sensitivity" if args.target is None else f"sensitivity_target{args.target:g}"
+    files = report.save(run_dir, stem)
+    if not args.no_plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        for obj in report.objectives:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            report.plot(obj, ax=ax)
+            fig.tight_layout()
+            f = Path(run_dir) / f"{stem}_{obj}.png"
+            fig.savefig(f, dpi=120)
+            plt.close(fig)
+            files.append(f)
+        if interactions:
+            from hsens_jax.plotting.hsic import plot_interactions
+
+            for obj, mat in report.interactions.items():
+                fig, ax = plt.subplots(figsize=(6, 5))
+                plot_interactions(mat, list(report.names), ax=ax)
+                ax.set_title(f"R2-HSIC of pairs: {obj}")
+                fig.tight_layout()
+                f = Path(run_dir) / f"{stem}_{obj}_interactions.png"
+                fig.savefig(f, dpi=120)
+                plt.close(fig)
+                files.append(f)
+    print("Wrote " + ", ".join(str(f) for f in files))
+    return report
 
 
 def _sweep(config, output, overwrite, progress, top, chunk_size=None):
@@ -108,13 +168,18 @@ def main(argv=None) -> int:
                 "sweep": {"n_seeds": args.seeds, "chunk_size": 256, "output": args.output},
                 "space": DEMO_SPACE,
             }, source="hsens demo")
-            _sweep(config, args.output, args.overwrite, not args.no_progress, args.top)
+            result = _sweep(config, args.output, args.overwrite, not args.no_progress, args.top)
+            _analyze(result, args.output, args)
         elif args.command == "sweep":
             from hsens_jax.config import SweepConfig
 
             config = SweepConfig.load(args.config)
             _sweep(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
                    args.chunk_size)
+        elif args.command == "analyze":
+            from hsens_jax.results import load_results
+
+            _analyze(load_results(args.run_dir), args.run_dir, args, interactions=args.interactions)
         elif args.command == "show":
             from hsens_jax.results import load_results
 
