@@ -51,8 +51,9 @@ With ``n`` samples, ``d`` inputs (``g`` kernels: ``d`` first-order, plus pairs/g
   p-values, ``+ O(B n^2 (g + k))`` for the permutation p-values; never ``O(n^3)``.
 * memory beyond the data: ``O(t n (g + d + k))`` for the tiles plus ``O(n g)`` row sums; the
   permutation test adds ``O(B n)`` integers for the permutations and ``O(B_chunk t n)`` floats.
-  Untiled (``t = n``) is used when ``g n^2 <= 2^26`` elements, else ``t ~ 2^26 / (g n)`` rows,
-  e.g. n = 2e4, d = 10: t = 335, about 0.3 GB of float32 tiles.
+  By default ``t = max(1, 2^20 // (g n))`` rows (a ~4 MB float32 tile that stays in cache,
+  which measured fastest on CPU; e.g. n = 2000, d = 10: t = 52; n = 2e4: t = 5), so memory
+  does not grow with ``n^2``: n = 2e4 and n = 1e5 fit easily.
 
 References
 ----------
@@ -93,8 +94,9 @@ __all__ = [
     "hsic_interactions",
 ]
 
-#: Elements of a (kernels x rows x n) tile above which the computation is tiled automatically.
-AUTO_TILE_ELEMENTS = 2**26
+#: Target number of elements of a (kernels x rows x n) tile when ``tile_size`` is None
+#: (small enough to stay in cache: measured fastest on CPU).
+AUTO_TILE_ELEMENTS = 2**20
 #: Elements of a (permutations x rows x n) block in the permutation test.
 PERM_BLOCK_ELEMENTS = 2**22
 _BIG = 1.0e4  # "distance" of two different categories: exp(-1e4) == 0 in float32 and float64
@@ -210,31 +212,39 @@ def critical_domain(lower=-math.inf, upper=math.inf, smoothing=0.1):
 # ----------------------------------------------------------------------------- kernels on tiles
 
 
-def _input_gram_tile(Xt, theta, rows, cat, groups):
+def _input_gram_tile(Xs, rows, cat, groups):
     """Kernels of all groups for rows ``rows``: returns (g, t, n).
 
-    Xt: (c, n) inputs (columns first); theta: (c,); cat: static tuple of bools or None;
-    groups: None (one kernel per column) or a (g, c) 0/1 matrix (product kernels).
+    Xs: (c, n) inputs divided by their bandwidths (columns first); cat: static tuple of bools
+    or None; groups: None (one kernel per column) or a (g, c) 0/1 matrix (product kernels).
     """
-    xr = Xt[:, rows]  # (c, t)
-    diff = (xr[:, :, None] - Xt[:, None, :]) / theta[:, None, None]
-    e = 0.5 * diff * diff  # (c, t, n)
+    xr = Xs[:, rows]  # (c, t)
+    diff = xr[:, :, None] - Xs[:, None, :]
+    e = diff * diff  # (c, t, n)
     if cat is not None and any(cat):
         catm = jnp.asarray(cat)[:, None, None]
-        same = xr[:, :, None] == Xt[:, None, :]
-        e = jnp.where(catm, jnp.where(same, 0.0, _BIG).astype(e.dtype), e)
+        e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
     if groups is not None:
-        e = jnp.einsum("gc,ctn->gtn", groups, e)
-    return jnp.exp(-e)
+        c_, t_, n_ = e.shape
+        e = (groups @ e.reshape(c_, t_ * n_)).reshape(groups.shape[0], t_, n_)
+    return jnp.exp(-0.5 * e)
 
 
-def _output_gram_tile(Z, theta_z, rows_idx, cols_idx, out_kind):
-    """Output kernel between Z[rows_idx] (t, k) and Z[cols_idx] (n, k): returns (t, n)."""
-    zr = Z[rows_idx]
-    zc = Z[cols_idx]
+def _output_gram_tile(Zs, rows_idx, cols_idx, out_kind):
+    """Output kernel between Zs[rows_idx] (t, k) and Zs[cols_idx] (n, k): returns (t, n).
+
+    Zs: outputs divided by their bandwidths (Gaussian) or raw (linear).
+    """
+    zr = Zs[rows_idx]
+    zc = Zs[cols_idx]
     if out_kind == "linear":
+        if Zs.shape[1] == 1:
+            return zr[:, 0][:, None] * zc[:, 0][None, :]
         return zr @ zc.T
-    u = (zr[:, None, :] - zc[None, :, :]) / theta_z
+    if Zs.shape[1] == 1:
+        u = zr[:, 0][:, None] - zc[:, 0][None, :]
+        return jnp.exp(-0.5 * (u * u))
+    u = zr[:, None, :] - zc[None, :, :]
     return jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
 
 
@@ -265,6 +275,8 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
     dt = Xt.dtype
     nf = jnp.asarray(n, dt)
     G = groups if has_groups else None
+    Xs = Xt / theta[:, None]
+    Zs = Z if out_kind == "linear" else Z / theta_z
     rows_all, valid_all = _tiles(n, tile)
     diag_l = _output_diag(Z, out_kind)
     cols = jnp.arange(n)
@@ -272,9 +284,9 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
     # ---- pass 1: weighted row sums K w, L w
     def pass1(args):
         rows, valid = args
-        Kt = _input_gram_tile(Xt, theta, rows, cat, G)  # (g, t, n)
-        Lt = _output_gram_tile(Z, theta_z, rows, cols, out_kind)  # (t, n)
-        return Kt @ w, Lt @ w
+        Kt = _input_gram_tile(Xs, rows, cat, G)  # (g, t, n)
+        Lt = _output_gram_tile(Zs, rows, cols, out_kind)  # (t, n)
+        return jnp.sum(Kt * w, axis=-1), jnp.sum(Lt * w, axis=-1)
 
     a_t, b_t = lax.map(pass1, (rows_all, valid_all))
     g = a_t.shape[1]
@@ -303,8 +315,8 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
     # ---- pass 2: sums of products of centred tiles
     def pass2(carry, args):
         rows, valid = args
-        Kt = _input_gram_tile(Xt, theta, rows, cat, G)
-        Lt = _output_gram_tile(Z, theta_z, rows, cols, out_kind)
+        Kt = _input_gram_tile(Xs, rows, cat, G)
+        Lt = _output_gram_tile(Zs, rows, cols, out_kind)
         Kc = Kt - ca[:, rows][:, :, None] - ca[:, None, :] + ga[:, None, None]
         Lc = Lt - cb[rows][:, None] - cb[None, :] + gb
         if estimator == "V":
@@ -312,8 +324,8 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
         else:
             ww = (valid[:, None] & (rows[:, None] != cols[None, :])).astype(dt)
         M = ww * Lc
-        sxy = jnp.einsum("gtn,tn->g", Kc, M)
-        sxx = jnp.einsum("gtn,gtn,tn->g", Kc, Kc, ww)
+        sxy = jnp.sum(Kc * M, axis=(1, 2))
+        sxx = jnp.sum(Kc * Kc * ww, axis=(1, 2))
         syy = jnp.sum(M * Lc)
         out = [sxy, sxx, syy]
         if want_gamma:
@@ -321,7 +333,7 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
             By = Lt - vb[rows][:, None] - vb[None, :] + vgb
             off = (valid[:, None] & (rows[:, None] != cols[None, :])).astype(dt)
             P = Bx * (By * off)
-            out.append(jnp.einsum("gtn,gtn->g", P, P))
+            out.append(jnp.sum(P * P, axis=(1, 2)))
         return tuple(cacc + o for cacc, o in zip(carry, out)), None
 
     init = [jnp.zeros(g, dt), jnp.zeros(g, dt), jnp.zeros((), dt)]
@@ -358,48 +370,66 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
 
 @partial(
     jax.jit,
-    static_argnames=("estimator", "out_kind", "cat", "tile", "has_groups", "n_perm", "chunk"),
+    static_argnames=("estimator", "out_kind", "cat", "tile", "has_groups", "n_perm", "chunk",
+                     "weighted"),
 )
 def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimator, out_kind,
-               cat, tile, has_groups, n_perm, chunk):
-    """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``."""
+               cat, tile, has_groups, n_perm, chunk, weighted):
+    """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``.
+
+    Permutation ``b`` is ``jax.random.permutation(jax.random.split(key, B_pad)[b], n)``.
+    """
     c, n = Xt.shape
     dt = Xt.dtype
     G = groups if has_groups else None
+    Xs = Xt / theta[:, None]
+    Zs = Z if out_kind == "linear" else Z / theta_z
     rows_all, valid_all = _tiles(n, tile)
     cols = jnp.arange(n)
     n_chunks = -(-n_perm // chunk)
     keys = jax.random.split(key, n_chunks * chunk)
     perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (Bpad, n)
-    perms = perms.reshape(n_chunks, chunk, n)
-    wdiag = estimator == "V"
+    # permuted outputs, centring vectors and weights, gathered once: (n_chunks, chunk, n[, k])
+    zp = Zs[perms].reshape(n_chunks, chunk, n, -1)
+    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, n)
+    if weighted:
+        wp = w[perms].reshape(n_chunks, chunk, n)
+    else:  # placeholder, unused
+        wp = jnp.zeros((n_chunks, 1), dt)
+    vdiag = estimator == "V"
+    g = groups.shape[0] if has_groups else c
 
     def tile_body(acc, args):
         rows, valid = args
-        Kt = _input_gram_tile(Xt, theta, rows, cat, G)
+        Kt = _input_gram_tile(Xs, rows, cat, G)
         Kc = Kt - ca[:, rows][:, :, None] - ca[:, None, :] + ga[:, None, None]
-        if wdiag:
-            Kc = Kc * valid[None, :, None]
+        if vdiag:
+            Kc = Kc * valid[None, :, None].astype(dt)
         else:
             off = valid[:, None] & (rows[:, None] != cols[None, :])
             Kc = Kc * off[None].astype(dt)
+        Kc2 = Kc.reshape(g, -1)
 
-        def chunk_body(p):  # p (chunk, n)
-            def one(pi):
-                pr = pi[rows]
-                Lt = _output_gram_tile(Z, theta_z, pr, pi, out_kind)
-                Lc = Lt - cb[pr][:, None] - cb[pi][None, :] + gb
-                if wdiag:
-                    Lc = Lc * (w[pr][:, None] * w[pi][None, :])
-                return Lc
+        def chunk_body(args):
+            z, cc, ww = args  # (chunk, n, k), (chunk, n), (chunk, n) or (1,)
+            zr, cr = z[:, rows], cc[:, rows]
+            if out_kind == "linear":
+                Lt = jnp.einsum("btk,bnk->btn", zr, z)
+            elif z.shape[-1] == 1:
+                u = zr[:, :, 0][:, :, None] - z[:, :, 0][:, None, :]
+                Lt = jnp.exp(-0.5 * (u * u))
+            else:
+                u = zr[:, :, None, :] - z[:, None, :, :]
+                Lt = jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
+            M = Lt - cr[:, :, None] - cc[:, None, :]
+            if weighted:
+                M = M * (ww[:, rows][:, :, None] * ww[:, None, :])
+            # one (chunk, t n) x (t n, g) matrix product (einsum's layout is slow on CPU)
+            return M.reshape(M.shape[0], -1) @ Kc2.T
 
-            M = jax.vmap(one)(p)  # (chunk, t, n)
-            return jnp.einsum("gtn,btn->bg", Kc, M)
+        contrib = lax.map(chunk_body, (zp, cp, wp))  # (n_chunks, chunk, g)
+        return acc + contrib.reshape(n_chunks * chunk, g), None
 
-        contrib = lax.map(chunk_body, perms)  # (n_chunks, chunk, g)
-        return acc + contrib.reshape(n_chunks * chunk, -1), None
-
-    g = groups.shape[0] if has_groups else c
     acc0 = jnp.zeros((n_chunks * chunk, g), dt)
     acc, _ = lax.scan(tile_body, acc0, (rows_all, valid_all))
     return acc[:n_perm]
@@ -529,8 +559,6 @@ def _resolve_bandwidth(spec, X, name, cat=None, pooled_ok=True):
 
 def _auto_tile(n, g, tile_size):
     if tile_size is None:
-        if g * n * n <= AUTO_TILE_ELEMENTS:
-            return n
         return max(1, min(n, AUTO_TILE_ELEMENTS // (g * n)))
     if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral) or tile_size < 1:
         raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
@@ -653,7 +681,7 @@ def _pvalues_from_perm(stats, obs, convention):
 
 
 def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n_permutations,
-         key, tile_size, pvalue_convention, perm_chunk):
+         key, tile_size, pvalue_convention, perm_chunk, weighted=False):
     n, d = X.shape
     has_groups = groups is not None
     g = groups.shape[0] if has_groups else d
@@ -679,7 +707,7 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
         stats = _perm_core(k, Xt, theta, gr, Z, theta_z, w, res["ca"], res["ga"], res["cb"],
                            res["gb"], estimator=estimator, out_kind=out_kind, cat=cat_s,
                            tile=tile, has_groups=has_groups, n_perm=int(n_permutations),
-                           chunk=chunk)
+                           chunk=chunk, weighted=weighted)
         pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(X.dtype)
     return res, pv
 
@@ -718,7 +746,8 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a
         (d,) boolean mask, a list of column indices, ``"categorical"`` (all), or a list of
         per-column names ``"gaussian"`` / ``"categorical"``.
-      tile_size: rows per tile (``None``: automatic, untiled when ``d n^2 <= 2^26``).
+      tile_size: rows per tile (``None``: automatic, ``max(1, 2^20 // (d n))``); ``tile_size=n``
+        computes everything in one (d, n, n) block (same result).
       convention: ``None`` or ``"novello2023"`` (pooled-median bandwidth, V-statistic; needs
         ``target=best_fraction(q)``).
       pvalue_convention: counting of the permutation p-value: ``"conservative"`` (default,
@@ -742,7 +771,8 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
         key=key, kernel=kernel, convention=convention)
     res, pv = _run(X, Z, theta, theta_z, w, cat, out_kind, None, estimator=estimator,
                    pvalue=pvalue, n_permutations=n_permutations, key=key, tile_size=tile_size,
-                   pvalue_convention=pvalue_convention, perm_chunk=perm_chunk)
+                   pvalue_convention=pvalue_convention, perm_chunk=perm_chunk,
+                   weighted=(goal == "conditional"))
     return HSICResult(
         hsic=res["hsic"], r2=res["r2"], pvalue=pv, bandwidth=theta, output_bandwidth=theta_z,
         hsic_yy=res["hyy"], estimator=estimator, pvalue_method=pvalue,
