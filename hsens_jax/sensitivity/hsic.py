@@ -377,7 +377,8 @@ def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimat
                cat, tile, has_groups, n_perm, chunk, weighted):
     """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``.
 
-    Permutation ``b`` is ``jax.random.permutation(jax.random.split(key, B_pad)[b], n)``.
+    Permutation ``b`` is ``jax.random.permutation(jax.random.split(key, n_perm)[b], n)``: the
+    permuted output is ``Y[perm]``.
     """
     c, n = Xt.shape
     dt = Xt.dtype
@@ -387,8 +388,10 @@ def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimat
     rows_all, valid_all = _tiles(n, tile)
     cols = jnp.arange(n)
     n_chunks = -(-n_perm // chunk)
-    keys = jax.random.split(key, n_chunks * chunk)
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (Bpad, n)
+    keys = jax.random.split(key, n_perm)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (B, n)
+    pad = n_chunks * chunk - n_perm  # identity permutations, discarded at the end
+    perms = jnp.concatenate([perms, jnp.broadcast_to(cols, (pad, n))], axis=0)
     # permuted outputs, centring vectors and weights, gathered once: (n_chunks, chunk, n[, k])
     zp = Zs[perms].reshape(n_chunks, chunk, n, -1)
     cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, n)
