@@ -78,11 +78,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from hsens_jax.sensitivity.kernels import (
-    median_bandwidth,
-    pooled_median_bandwidth,
-    std_bandwidth,
-)
+from hsens_jax.sensitivity.kernels import median_bandwidth, pooled_median_bandwidth
 
 __all__ = [
     "HSICResult",
@@ -455,12 +451,12 @@ def _as_float_array(a, name):
         raise TypeError(f"{name} must be array-like: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must have a numeric dtype, got {arr.dtype}")
-    return jnp.asarray(arr, dtype=jnp.result_type(float))
+    # host-side NumPy copy in the working precision (float32, or float64 under x64)
+    return np.asarray(arr, dtype=np.dtype(jnp.result_type(float)))
 
 
 def _check_finite(arr, name):
-    bad = ~jnp.all(jnp.isfinite(arr), axis=0)
-    bad = np.asarray(bad)
+    bad = ~np.all(np.isfinite(arr), axis=0)
     if bad.any():
         col = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name} column {col} contains NaN or inf values")
@@ -525,12 +521,12 @@ def _categorical_mask(kernel, d):
 def _resolve_bandwidth(spec, X, name, cat=None, pooled_ok=True):
     d = X.shape[1]
     if isinstance(spec, str):
-        if spec == "std":
-            th = std_bandwidth(X)
+        if spec == "std":  # on the host, accumulated in float64
+            th = np.std(X.astype(np.float64), axis=0, ddof=1)
         elif spec == "median":
-            th = median_bandwidth(X)
+            th = np.asarray(median_bandwidth(X))
         elif spec == "pooled_median" and pooled_ok:
-            th = jnp.full((d,), pooled_median_bandwidth(X), X.dtype)
+            th = np.full((d,), np.asarray(pooled_median_bandwidth(X)))
         else:
             opts = "'std', 'median', 'pooled_median'" if pooled_ok else "'std', 'median'"
             raise ValueError(f"{name} must be {opts}, a positive number or an array, got {spec!r}")
@@ -538,19 +534,19 @@ def _resolve_bandwidth(spec, X, name, cat=None, pooled_ok=True):
         if isinstance(spec, bool):
             raise TypeError(f"{name} must be a string, a number or an array, got a bool")
         try:
-            th = jnp.asarray(spec, dtype=X.dtype)
+            th = np.asarray(spec, dtype=X.dtype)
         except Exception:
             raise TypeError(f"{name} must be a string, a number or an array, got "
                             f"{type(spec).__name__}") from None
         if th.ndim == 0:
-            th = jnp.full((d,), th)
+            th = np.full((d,), th)
         elif th.shape != (d,):
             raise ValueError(f"{name} must be a scalar or have shape ({d},), got "
                              f"{tuple(th.shape)}")
-    th = th.astype(X.dtype)
+    th = np.asarray(th).astype(X.dtype)
     if cat is not None and any(cat):
-        th = jnp.where(jnp.asarray(cat), jnp.ones_like(th), th)
-    thn = np.asarray(th)
+        th = np.where(np.asarray(cat), np.ones_like(th), th)
+    thn = th
     bad = ~(np.isfinite(thn) & (thn > 0))
     if bad.any():
         col = int(np.flatnonzero(bad)[0])
@@ -578,12 +574,12 @@ def _apply_filter(f, y, name):
     if not callable(f):
         raise TypeError(f"{name} must be a TargetFilter, ('best', q) or a callable, got "
                         f"{type(f).__name__}")
-    out = jnp.asarray(f(y), dtype=y.dtype)
+    out = np.asarray(f(jnp.asarray(y)), dtype=y.dtype)
     if out.ndim == 2 and out.shape[1] == 1:
         out = out[:, 0]
     if out.shape != y.shape:
         raise ValueError(f"{name} must map Y (n,) to (n,), got shape {tuple(out.shape)}")
-    if not bool(jnp.all(jnp.isfinite(out))):
+    if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} returned NaN or inf values")
     return f, out
 
@@ -636,7 +632,7 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
 
     goal = "global"
     out_kind = "gaussian"
-    w = jnp.ones((n,), X.dtype)
+    w = np.ones((n,), X.dtype)
     Z = Y2
     if target is not None or conditional is not None:
         if Y2.shape[1] != 1:
@@ -647,7 +643,7 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
         if isinstance(f, TargetFilter) and f.kind == "best":
             out_kind = "linear"
         Z = z[:, None]
-        if float(jnp.std(z)) == 0.0:
+        if float(np.std(z)) == 0.0:
             raise ValueError("target filter is constant on this sample: no output variation")
     elif conditional is not None:
         goal = "conditional"
@@ -658,15 +654,15 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
             if wt.shape != (n,):
                 raise ValueError(f"conditional weights must have shape ({n},), got "
                                  f"{tuple(wt.shape)}")
-        wt = wt.astype(X.dtype)
-        if bool(jnp.any(wt < 0)) or not bool(jnp.all(jnp.isfinite(wt))):
+        wt = np.asarray(wt, dtype=np.float64)
+        if np.any(wt < 0) or not np.all(np.isfinite(wt)):
             raise ValueError("conditional weights must be finite and >= 0")
-        mw = jnp.mean(wt)
+        mw = np.mean(wt)
         if float(mw) <= 0.0:
             raise ValueError("conditional weights are all zero on this sample")
-        w = wt / mw
+        w = (wt / mw).astype(X.dtype)
     if out_kind == "linear":
-        theta_z = jnp.full((Z.shape[1],), jnp.nan, X.dtype)
+        theta_z = np.full((Z.shape[1],), np.nan, X.dtype)
     else:
         ob = output_bandwidth
         if ob is None:
@@ -690,6 +686,7 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     g = groups.shape[0] if has_groups else d
     tile = _auto_tile(n, g, tile_size)
     cat_s = cat if any(cat) else None
+    X, Z, theta, theta_z, w = (jnp.asarray(a) for a in (X, Z, theta, theta_z, w))
     Xt = X.T
     gr = groups.astype(X.dtype) if has_groups else jnp.zeros((1, d), X.dtype)
     res = _hsic_core(Xt, theta, gr, Z, theta_z, w, estimator=estimator, out_kind=out_kind,
@@ -777,7 +774,8 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
                    pvalue_convention=pvalue_convention, perm_chunk=perm_chunk,
                    weighted=(goal == "conditional"))
     return HSICResult(
-        hsic=res["hsic"], r2=res["r2"], pvalue=pv, bandwidth=theta, output_bandwidth=theta_z,
+        hsic=res["hsic"], r2=res["r2"], pvalue=pv, bandwidth=jnp.asarray(theta),
+        output_bandwidth=jnp.asarray(theta_z),
         hsic_yy=res["hyy"], estimator=estimator, pvalue_method=pvalue,
         n_permutations=int(n_permutations) if pvalue == "permutation" else 0, goal=goal,
         pvalue_convention=pvalue_convention)
