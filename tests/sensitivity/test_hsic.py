@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from hsens_jax.sensitivity.hsic import (
     HSICResult,
+    _gamma_sf,
     _hsic_core,
     _perm_core,
     best_fraction,
@@ -349,25 +350,25 @@ def test_permutation_counting_conventions_and_chunking():
 # ----------------------------------------------------------------------------- tiling, dtypes
 
 
-@pytest.mark.parametrize("tile", [1, 7, 16, 50])
-def test_tiled_equals_untiled(tile):
+def test_tiled_equals_untiled():
     X, Y = data(13, n=50, d=3)
     key = jax.random.key(0)
     with x64():
         for kw in (dict(estimator="V", pvalue="gamma"), dict(estimator="U", pvalue="gamma"),
                    dict(conditional=critical_domain(4.0, smoothing=0.3)),
                    dict(target=best_fraction(0.3))):
-            full = hsic(X, Y, tile_size=50, **kw)
-            til = hsic(X, Y, tile_size=tile, **kw)
-            np.testing.assert_allclose(til.hsic, full.hsic, rtol=1e-12, atol=1e-17)
-            np.testing.assert_allclose(til.r2, full.r2, rtol=1e-12)
-            np.testing.assert_allclose(til.pvalue, full.pvalue, rtol=1e-10, atol=1e-15,
-                                       equal_nan=True)
+            full = hsic(X, Y, tile_size=50, **kw)  # one (d, n, n) block
+            for tile in (7, 16) if kw.get("estimator") == "V" else (7,):  # 7 does not divide 50
+                til = hsic(X, Y, tile_size=tile, **kw)
+                np.testing.assert_allclose(til.hsic, full.hsic, rtol=1e-12, atol=1e-17)
+                np.testing.assert_allclose(til.r2, full.r2, rtol=1e-12)
+                np.testing.assert_allclose(til.pvalue, full.pvalue, rtol=1e-10, atol=1e-15,
+                                           equal_nan=True)
         p_full = hsic(X, Y, tile_size=50, pvalue="permutation", n_permutations=40, key=key)
-        p_til = hsic(X, Y, tile_size=tile, pvalue="permutation", n_permutations=40, key=key)
+        p_til = hsic(X, Y, tile_size=7, pvalue="permutation", n_permutations=40, key=key)
         np.testing.assert_array_equal(p_til.pvalue, p_full.pvalue)
         m_full = hsic_interactions(X, Y, tile_size=50)
-        m_til = hsic_interactions(X, Y, tile_size=tile)
+        m_til = hsic_interactions(X, Y, tile_size=7)
         np.testing.assert_allclose(m_til, m_full, rtol=1e-12)
 
 
@@ -617,7 +618,7 @@ def _ks_uniform(p):
 def test_gamma_pvalues_calibrated_under_null_and_powerful(estimator):
     X, Y = _null_batch(0, 200, 100)
     res, _, _ = _batched(X, Y, estimator, True)
-    p = np.asarray(res["pvalue"], float)  # (200, 2)
+    p = np.asarray(_gamma_sf(res, jnp.float32), float)  # (200, 2)
     assert p.shape == (200, 2)
     assert _ks_uniform(p) > 0.01
     frac = np.mean(p < 0.05)
@@ -626,7 +627,7 @@ def test_gamma_pvalues_calibrated_under_null_and_powerful(estimator):
     rng = np.random.default_rng(1)
     Yd = (np.sin(2 * X[:, :, :1]) + 0.5 * rng.normal(size=(200, 100, 1))).astype(np.float32)
     res, _, _ = _batched(X, Yd, estimator, True)
-    pd = np.asarray(res["pvalue"], float)
+    pd = np.asarray(_gamma_sf(res, jnp.float32), float)
     assert np.mean(pd[:, 0] < 0.01) > 0.95
     assert 0.01 <= np.mean(pd[:, 1] < 0.05) <= 0.1  # the inert input stays calibrated
 
