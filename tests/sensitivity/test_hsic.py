@@ -604,7 +604,7 @@ def _batched(X, Y, estimator, want_gamma):
         thy = jnp.std(y, axis=0, ddof=1)
         return _hsic_core(x.T, th, jnp.zeros((1, d), x.dtype), y, thy, jnp.ones(n, x.dtype),
                           estimator=estimator, out_kind="gaussian", cat=None, tile=n,
-                          want_gamma=want_gamma, has_groups=False), th, thy
+                          block=n, want_gamma=want_gamma, has_groups=False), th, thy
 
     return jax.jit(jax.vmap(one))(jnp.asarray(X), jnp.asarray(Y))
 
@@ -642,7 +642,7 @@ def test_permutation_pvalues_calibrated_under_null_and_powerful():
         def one(k, x, y, t, ty, ca, ga, cb, gb):
             return _perm_core(k, x.T, t, jnp.zeros((1, 2), x.dtype), y, ty,
                               jnp.ones(n, x.dtype), ca, ga, cb, gb, estimator="V",
-                              out_kind="gaussian", cat=None, tile=n, has_groups=False,
+                              out_kind="gaussian", cat=None, block=n, has_groups=False,
                               n_perm=B, chunk=33, weighted=False)
 
         st = jax.jit(jax.vmap(one))(keys, jnp.asarray(X), jnp.asarray(Y), th, thy, res["ca"],
