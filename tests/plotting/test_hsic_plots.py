@@ -1,0 +1,60 @@
+"""Tests of hsens_jax.plotting.hsic (Agg backend)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+
+from hsens_jax.plotting.hsic import plot_hsic, plot_interactions  # noqa: E402
+from hsens_jax.sensitivity.hsic import HSICResult  # noqa: E402
+
+
+def _result(pvalue):
+    return HSICResult(hsic=jnp.array([0.02, 0.001, 0.01]), r2=jnp.array([0.5, 0.01, 0.2]),
+                      pvalue=jnp.asarray(pvalue), bandwidth=jnp.ones(3),
+                      output_bandwidth=jnp.ones(1), hsic_yy=jnp.array(0.1),
+                      pvalue_method="gamma")
+
+
+def test_plot_hsic_bars_and_pvalue_annotations():
+    fig, ax = plt.subplots()
+    out = plot_hsic(_result([0.001, 0.6, 0.02]), names=["lr", "wd", "bs"], ax=ax)
+    assert out is ax
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, [0.5, 0.01, 0.2], rtol=1e-6)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["p=0.001", "p=0.6", "p=0.02"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lr", "wd", "bs"]
+    # significant bars are dark, the others light
+    c0, c1 = ax.patches[0].get_facecolor(), ax.patches[1].get_facecolor()
+    assert c0 != c1
+    plt.close(fig)
+
+
+def test_plot_hsic_metric_sort_and_no_pvalues():
+    ax = plot_hsic(_result([np.nan] * 3), metric="hsic", sort=True)
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], [0.02, 0.01, 0.001],
+                               rtol=1e-6)
+    assert ax.texts == [] or len(ax.texts) == 0
+    assert ax.get_ylabel() == "HSIC"
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="metric"):
+        plot_hsic(_result([np.nan] * 3), metric="p")
+    with pytest.raises(ValueError, match="names"):
+        plot_hsic(_result([np.nan] * 3), names=["a"])
+
+
+def test_plot_interactions_heatmap():
+    m = np.array([[0.1, 0.2, np.nan], [0.2, 0.05, 0.3], [np.nan, 0.3, 0.0]])
+    ax = plot_interactions(m, names=["a", "b", "c"])
+    assert len(ax.images) == 1
+    assert len(ax.texts) == 7  # NaN cells left blank
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="square"):
+        plot_interactions(np.zeros((2, 3)))
