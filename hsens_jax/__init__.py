@@ -17,6 +17,7 @@ The data flow is one-directional:
 
 __version__ = "0.1.0"
 
+from hsens_jax.analysis import SensitivityReport, analyze
 from hsens_jax.config import SweepConfig
 from hsens_jax.data import Dataset, load_dataset
 from hsens_jax.models import CNN, MLP, ModelSpec
@@ -28,7 +29,7 @@ from hsens_jax.sweep import run_sweep
 from hsens_jax.train import TrainSpec, hp_from_values, prepare_data
 
 __all__ = [
-    "Bool", "CNN", "Categorical", "Dataset", "Float", "Int", "MLP", "ModelSpec", "RunDirectory", "Space",
+    "SensitivityReport", "analyze", "Bool", "CNN", "Categorical", "Dataset", "Float", "Int", "MLP", "ModelSpec", "RunDirectory", "Space",
     "SweepConfig", "SweepResult", "TrainSpec", "hp_from_values", "load_dataset", "load_results",
     "make_optimizer", "prepare_data", "run_sweep", "sweep_objective",
 ]

@@ -6,3 +6,12 @@ from hsens_jax.sensitivity.given_data import GivenDataResult, given_data_first_o
 from hsens_jax.sensitivity.morris import MorrisResult, morris, morris_design, morris_indices
 from hsens_jax.sensitivity.oat import OATDesign, OATResult, oat_analyze, oat_design, one_at_a_time
 from hsens_jax.sensitivity.sobol import SobolResult, sobol, sobol_design, sobol_indices
+from hsens_jax.sensitivity.hsic import (
+    HSICResult,
+    TargetFilter,
+    best_fraction,
+    critical_domain,
+    hsic,
+    hsic_interactions,
+    hsic_novello,
+)
