@@ -778,9 +778,15 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
         ``HSICEstimatorConditionalSensitivity``): a filter as for ``target`` (or a (n,) array
         of non-negative weights) giving weights ``w = f(Y) / mean(f(Y))``; weighted
         V-statistic, Gaussian kernel on the raw Y.  V-statistic and permutation p-values only.
-      pvalue: ``None``, ``"gamma"`` (asymptotic Gamma approximation with OpenTURNS' mean and
-        variance; for U the OpenTURNS shift ``n HSIC_U + n E[HSIC]`` is used; needs n >= 6) or
-        ``"permutation"``.
+      pvalue: ``None``, ``"gamma"`` or ``"permutation"``.  ``"gamma"``: Gretton et al. (2007)
+        Gamma approximation of ``n HSIC_V`` under independence, with OpenTURNS' formulas:
+        ``E = (tr K / n - Ex)(tr L / n - Ey) / n`` with ``Ex = (1'K1 - tr K) / (n (n - 1))``
+        (= OpenTURNS' ``(1 + Ex Ey - Ex - Ey) / n`` for unit-diagonal kernels),
+        ``Var = 2 (n-4)(n-5) / (n (n-1)(n-2)(n-3)) * sum_{i != j} ((HKH) o (HLH))_ij^2 /
+        (n (n-1))``, shape ``E^2 / Var``, scale ``n Var / E``, p = survival function at
+        ``n HSIC_V``; like OpenTURNS 1.27 it is also offered for U, at ``n HSIC_U + n E``.
+        Needs n >= 6; not for ``conditional``.  The final survival function is evaluated on the
+        host with ``scipy.special.gammaincc`` in float64.
       n_permutations: number B of permutations of Y (shared by all inputs).
       key: JAX PRNG key, required for permutation p-values.
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a
