@@ -16,13 +16,12 @@ Computation
 -----------
 No ``n x n`` matrix product is ever formed, and no ``n x n`` matrix is held unless asked for
 (``tile_size=n``).  With ``K`` the Gram matrix of an input and ``L`` that of the output, two
-passes are made:
+passes are made over square ``(b, b)`` blocks ``(I, J)``, ``I <= J`` only (all the matrices
+are symmetric; an off-diagonal block also stands for its mirror image):
 
-1. row tiles ``(t, n)``: row sums ``K w`` and ``L w`` (``w`` the conditional weights, ``w = 1``
-   otherwise);
-2. square ``(b, b)`` blocks ``(I, J)``, ``I <= J`` only (every sum is over a symmetric matrix;
-   off-diagonal blocks count twice): the centred matrices are formed on the fly and only sums
-   of elementwise products are accumulated.
+1. row sums ``K w`` and ``L w`` (``w`` the conditional weights, ``w = 1`` otherwise);
+2. the centred matrices are formed on the fly and only sums of elementwise products are
+   accumulated.
 
 V-statistic (weights of mean 1; ``w = 1`` gives the textbook ``trace(K H L H) / n^2``)::
 
@@ -51,13 +50,13 @@ Cost
 With ``n`` samples, ``d`` inputs (``g`` kernels: ``d`` first-order, plus pairs/groups),
 ``k`` output columns, ``B`` permutations:
 
-* time: ``O(n^2 (g + k))`` for the indices and R2 (``n^2`` for pass 1, ``n^2 / 2`` for pass 2),
+* time: ``O(n^2 (g + k))`` for the indices and R2 (``n^2 / 2`` kernel entries per pass),
   ``+ O(n^2 g)`` for the Gamma p-values, ``+ O(B n^2 (g + k) / 2)`` for the permutation
   p-values; never ``O(n^3)``.
-* memory beyond the data: ``O(g t n + g b^2)`` floats for the tiles, ``O(n g)`` row sums; the
+* memory beyond the data: ``O(g b^2)`` floats for the blocks, ``O(n g)`` row sums; the
   permutation test adds ``O(B n)`` integers/floats for the permuted outputs and
   ``O(B_chunk b^2)`` floats.  Defaults: ``b = clip(isqrt(2^21 / g), 32, n)`` (cache-sized; e.g.
-  d = 10: b = 458), ``t = max(1, min(b, 2^22 // (g n)))``, ``B_chunk = max(1, 2^22 // b^2)``:
+  d = 10: b = 458), ``B_chunk = max(1, 2^22 // b^2)``:
   tens of MB whatever ``n``, so n = 2e4 (and 1e5 on a GPU) fit; time grows as ``n^2``.
 
 References
@@ -98,8 +97,6 @@ __all__ = [
 #: Target number of elements of a (kernels x b x b) block when ``tile_size`` is None
 #: (small enough to stay in cache: measured fastest on CPU).
 AUTO_TILE_ELEMENTS = 2**21
-#: At most this many elements in a (kernels x rows x n) row tile of the row-sum pass.
-ROW_TILE_ELEMENTS = 2**22
 #: Elements of a (permutations x rows x n) block in the permutation test.
 PERM_BLOCK_ELEMENTS = 2**22
 _BIG = 1.0e4  # "distance" of two different categories: exp(-1e4) == 0 in float32 and float64
@@ -258,13 +255,6 @@ def _output_diag(Z, out_kind):
     return jnp.ones(Z.shape[0], Z.dtype)
 
 
-def _tiles(n, tile):
-    nt = -(-n // tile)
-    idx = jnp.arange(nt * tile).reshape(nt, tile)
-    valid = idx < n
-    return jnp.minimum(idx, n - 1), valid
-
-
 def _block_pairs(n, b):
     """Square blocks (I, J), I <= J, of side b covering the upper triangle of an n x n matrix.
 
@@ -285,10 +275,9 @@ def _block_pairs(n, b):
 
 @partial(
     jax.jit,
-    static_argnames=("estimator", "out_kind", "cat", "tile", "block", "want_gamma",
-                     "has_groups"),
+    static_argnames=("estimator", "out_kind", "cat", "block", "want_gamma", "has_groups"),
 )
-def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, tile, block,
+def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, block,
                want_gamma, has_groups):
     """Indices, R2 ingredients and (optionally) Gamma p-values; returns a dict of arrays."""
     c, n = Xt.shape
@@ -297,21 +286,27 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
     G = groups if has_groups else None
     Xs = Xt / theta[:, None]
     Zs = Z if out_kind == "linear" else Z / theta_z
-    rows_all, valid_all = _tiles(n, tile)
     diag_l = _output_diag(Z, out_kind)
-    cols = jnp.arange(n)
 
-    # ---- pass 1: weighted row sums K w, L w
-    def pass1(args):
-        rows, valid = args
-        Kt = _input_gram_tile(Xs, rows, cat, G)  # (g, t, n)
-        Lt = _output_gram_tile(Zs, rows, cols, out_kind)  # (t, n)
-        return jnp.sum(Kt * w, axis=-1), jnp.sum(Lt * w, axis=-1)
+    # ---- pass 1: weighted row sums K w, L w, from the upper-triangle blocks only
+    pairs = _block_pairs(n, block)
 
-    a_t, b_t = lax.map(pass1, (rows_all, valid_all))
-    g = a_t.shape[1]
-    a = jnp.moveaxis(a_t, 1, 0).reshape(g, -1)[:, :n]  # (g, n)  = K w
-    b = b_t.reshape(-1)[:n]  # (n,) = L w
+    def pass1(carry, args):
+        acc_a, acc_b = carry
+        rows, cols_, vr, vc, wgt = args
+        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)  # (g, b, b)
+        Lt = _output_gram_tile(Zs, rows, cols_, out_kind)  # (b, b)
+        wr = w[rows] * vr
+        wc = w[cols_] * vc
+        off = (wgt > 1.5).astype(dt)  # mirrored block (I < J) also contributes to rows J
+        acc_a = acc_a.at[:, rows].add(jnp.sum(Kt * wc, axis=-1) * vr)
+        acc_a = acc_a.at[:, cols_].add(off * jnp.sum(Kt * wr[:, None], axis=-2) * vc)
+        acc_b = acc_b.at[rows].add(jnp.sum(Lt * wc, axis=-1) * vr)
+        acc_b = acc_b.at[cols_].add(off * jnp.sum(Lt * wr[:, None], axis=-2) * vc)
+        return (acc_a, acc_b), None
+
+    g = groups.shape[0] if has_groups else c
+    (a, b), _ = lax.scan(pass1, (jnp.zeros((g, n), dt), jnp.zeros((n,), dt)), pairs)
 
     # centring vectors / constants
     if estimator == "V":
@@ -359,7 +354,7 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, ti
     init = [jnp.zeros(g, dt), jnp.zeros(g, dt), jnp.zeros((), dt)]
     if want_gamma:
         init.append(jnp.zeros(g, dt))
-    sums, _ = lax.scan(pass2, tuple(init), _block_pairs(n, block))
+    sums, _ = lax.scan(pass2, tuple(init), pairs)
     hxy, hxx, hyy = sums[0] / norm, sums[1] / norm, sums[2] / norm
     res = {
         "hsic": hxy,
@@ -581,7 +576,7 @@ def _resolve_bandwidth(spec, X, name, cat=None, pooled_ok=True):
 
 
 def _auto_tile(n, g, tile_size):
-    """Returns (row tile of pass 1, block side of pass 2 / permutations)."""
+    """Returns the side of the square blocks."""
     if tile_size is None:
         block = int(min(n, max(32, math.isqrt(AUTO_TILE_ELEMENTS // g))))
     elif (isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral)
@@ -589,8 +584,7 @@ def _auto_tile(n, g, tile_size):
         raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
     else:
         block = int(min(tile_size, n))
-    rows = max(1, min(block, ROW_TILE_ELEMENTS // (g * n)))
-    return rows, block
+    return block
 
 
 def _apply_filter(f, y, name):
@@ -730,13 +724,13 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     n, d = X.shape
     has_groups = groups is not None
     g = groups.shape[0] if has_groups else d
-    tile, block = _auto_tile(n, g, tile_size)
+    block = _auto_tile(n, g, tile_size)
     cat_s = cat if any(cat) else None
     X, Z, theta, theta_z, w = (jnp.asarray(a) for a in (X, Z, theta, theta_z, w))
     Xt = X.T
     gr = groups.astype(X.dtype) if has_groups else jnp.zeros((1, d), X.dtype)
     res = _hsic_core(Xt, theta, gr, Z, theta_z, w, estimator=estimator, out_kind=out_kind,
-                     cat=cat_s, tile=tile, block=block, want_gamma=(pvalue == "gamma"),
+                     cat=cat_s, block=block, want_gamma=(pvalue == "gamma"),
                      has_groups=has_groups)
     pv = jnp.full((g,), jnp.nan, X.dtype)
     if pvalue == "gamma":
@@ -784,9 +778,15 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
         ``HSICEstimatorConditionalSensitivity``): a filter as for ``target`` (or a (n,) array
         of non-negative weights) giving weights ``w = f(Y) / mean(f(Y))``; weighted
         V-statistic, Gaussian kernel on the raw Y.  V-statistic and permutation p-values only.
-      pvalue: ``None``, ``"gamma"`` (asymptotic Gamma approximation with OpenTURNS' mean and
-        variance; for U the OpenTURNS shift ``n HSIC_U + n E[HSIC]`` is used; needs n >= 6) or
-        ``"permutation"``.
+      pvalue: ``None``, ``"gamma"`` or ``"permutation"``.  ``"gamma"``: Gretton et al. (2007)
+        Gamma approximation of ``n HSIC_V`` under independence, with OpenTURNS' formulas:
+        ``E = (tr K / n - Ex)(tr L / n - Ey) / n`` with ``Ex = (1'K1 - tr K) / (n (n - 1))``
+        (= OpenTURNS' ``(1 + Ex Ey - Ex - Ey) / n`` for unit-diagonal kernels),
+        ``Var = 2 (n-4)(n-5) / (n (n-1)(n-2)(n-3)) * sum_{i != j} ((HKH) o (HLH))_ij^2 /
+        (n (n-1))``, shape ``E^2 / Var``, scale ``n Var / E``, p = survival function at
+        ``n HSIC_V``; like OpenTURNS 1.27 it is also offered for U, at ``n HSIC_U + n E``.
+        Needs n >= 6; not for ``conditional``.  The final survival function is evaluated on the
+        host with ``scipy.special.gammaincc`` in float64.
       n_permutations: number B of permutations of Y (shared by all inputs).
       key: JAX PRNG key, required for permutation p-values.
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a

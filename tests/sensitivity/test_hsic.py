@@ -306,7 +306,8 @@ def np_perm_pvalues(K_list, L, key, B, wv=None, estimator="V", convention="conse
     return (1.0 + (st >= obs).sum(0)) / (B + 1.0), st, obs
 
 
-@pytest.mark.parametrize("goal", ["global-V", "global-U", "conditional"])
+@pytest.mark.parametrize("goal", ["global-V", "global-U", "conditional", "target-best",
+                                  "multi-output"])
 def test_permutation_pvalues_match_numpy(goal):
     X, Y = data(11)
     rng = np.random.default_rng(0)
@@ -322,9 +323,17 @@ def test_permutation_pvalues_match_numpy(goal):
     if goal == "conditional":
         wv = np.exp(-np.maximum(4.0 - Y, 0) / (0.5 * Y.std(ddof=1)))
         kw = dict(conditional=critical_domain(4.0, np.inf, 0.5))
+    Yin = Y
+    if goal == "target-best":  # linear kernel on the best-30% indicator
+        ind = (Y <= np.quantile(Y, 0.3)).astype(float)
+        L = np.outer(ind, ind)
+        kw = dict(target=best_fraction(0.3))
+    if goal == "multi-output":  # product Gaussian kernel on (n, 2) outputs
+        Yin = np.stack([Y, np.cos(X[:, 0])], axis=1)
+        L = np_gauss(Yin, Yin.std(0, ddof=1))
     for conv in ("conservative", "openturns"):
         with x64():
-            r = hsic(X, Y, estimator=est, pvalue="permutation", n_permutations=B, key=key,
+            r = hsic(X, Yin, estimator=est, pvalue="permutation", n_permutations=B, key=key,
                      pvalue_convention=conv, perm_chunk=7, **kw)
         p_ref, st, obs = np_perm_pvalues(Ks, L, key, B, wv=wv, estimator=est, convention=conv)
         # no near-ties, so the counts are exact
@@ -603,8 +612,8 @@ def _batched(X, Y, estimator, want_gamma):
         th = jnp.std(x, axis=0, ddof=1)
         thy = jnp.std(y, axis=0, ddof=1)
         return _hsic_core(x.T, th, jnp.zeros((1, d), x.dtype), y, thy, jnp.ones(n, x.dtype),
-                          estimator=estimator, out_kind="gaussian", cat=None, tile=n,
-                          block=n, want_gamma=want_gamma, has_groups=False), th, thy
+                          estimator=estimator, out_kind="gaussian", cat=None, block=n,
+                          want_gamma=want_gamma, has_groups=False), th, thy
 
     return jax.jit(jax.vmap(one))(jnp.asarray(X), jnp.asarray(Y))
 
