@@ -15,3 +15,11 @@ from hsens_jax.sensitivity.hsic import (
     hsic_interactions,
     hsic_novello,
 )
+from hsens_jax.sensitivity.kernels import (
+    categorical_kernel,
+    gaussian_kernel,
+    linear_kernel,
+    median_bandwidth,
+    pooled_median_bandwidth,
+    std_bandwidth,
+)
