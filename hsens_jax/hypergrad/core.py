@@ -74,39 +74,46 @@ class HypergradResult(NamedTuple):
     stationarity: jax.Array
 
 
-def _pure(spec, data, hp, key, *, wrt, mode, objective, checkpoint_every, truncate, log_names, coordinates,
-          solver_options):
+def _raw(spec, data, hp, key, *, wrt, mode, objective, checkpoint_every, truncate, solver_options):
+    """(value, raw gradient dict, diverged, stationarity) of one configuration (pure)."""
     if mode == "implicit":
-        value, grad_raw, diverged, stationarity = engine_implicit_gradient(
-            spec, data, hp, key, wrt, objective=objective, **dict(solver_options))
-    else:
-        value, grad_raw, diverged = unrolled_gradient(spec, data, hp, key, wrt, mode=mode, objective=objective,
-                                                      checkpoint_every=checkpoint_every, truncate=truncate)
-        stationarity = jnp.full((), jnp.nan, value.dtype)
+        return engine_implicit_gradient(spec, data, hp, key, wrt, objective=objective, **dict(solver_options))
+    value, grad_raw, diverged = unrolled_gradient(spec, data, hp, key, wrt, mode=mode, objective=objective,
+                                                  checkpoint_every=checkpoint_every, truncate=truncate)
+    return value, grad_raw, diverged, jnp.full((), jnp.nan, value.dtype)
+
+
+def _assemble(value, grad_raw, diverged, stationarity, hp, wrt, log_names, coordinates) -> HypergradResult:
+    """Natural coordinates, norm and finite flag (works on scalars or on a leading batch axis)."""
     grad_natural = natural_gradient(grad_raw, hp, log_names)
     grad = grad_natural if coordinates == "natural" else grad_raw
-    leaves = jnp.stack([grad[n] for n in wrt])
-    norm = jnp.sqrt(jnp.sum(leaves ** 2))
-    finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(jnp.stack([grad_raw[n] for n in wrt]))) & ~diverged
+    norm = jnp.sqrt(sum(grad[n] ** 2 for n in wrt))
+    finite = jnp.isfinite(value) & ~diverged
+    for n in wrt:
+        finite = finite & jnp.isfinite(grad_raw[n])
     return HypergradResult(value, grad, grad_raw, grad_natural, norm, finite, diverged, stationarity)
 
 
-_STATIC = ("spec", "wrt", "mode", "objective", "checkpoint_every", "truncate", "log_names", "coordinates",
-           "solver_options")
+def _pure(spec, data, hp, key, *, wrt, log_names, coordinates, **kw) -> HypergradResult:
+    """One configuration's :class:`HypergradResult` (pure; jit/vmap-able)."""
+    return _assemble(*_raw(spec, data, hp, key, wrt=wrt, **kw), hp, wrt, log_names, coordinates)
+
+
+_STATIC = ("spec", "wrt", "mode", "objective", "checkpoint_every", "truncate", "solver_options")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _one(spec, data, hp, key, **kw):
-    return _pure(spec, data, hp, key, **kw)
+    return _raw(spec, data, hp, key, **kw)
 
 
 @partial(jax.jit, static_argnames=_STATIC + ("chunk_size", "shared_key"))
 def _many(spec, data, hp, key, *, chunk_size, shared_key, **kw):
     if shared_key:
-        f = lambda h: _pure(spec, data, h, key, **kw)  # noqa: E731
+        f = lambda h: _raw(spec, data, h, key, **kw)  # noqa: E731
         xs = hp
     else:
-        f = lambda hk: _pure(spec, data, hk[0], hk[1], **kw)  # noqa: E731
+        f = lambda hk: _raw(spec, data, hk[0], hk[1], **kw)  # noqa: E731
         xs = (hp, key)
     if chunk_size is None:
         return jax.vmap(f)(xs)
@@ -220,9 +227,9 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
     hp = hp_from_values(dict(values), spec, dtype=data.x_train.dtype)
     if hp["learning_rate"].ndim != 0:
         raise ValueError("values: hypergradient takes one configuration (scalars); use hypergradients for many")
-    res = _one(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
-               truncate=truncate, log_names=log_names, coordinates=coordinates,
-               solver_options=tuple(sorted((solver_options or {}).items())))
+    raw = _one(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
+               truncate=truncate, solver_options=tuple(sorted((solver_options or {}).items())))
+    res = _assemble(*raw, hp, wrt, log_names, coordinates)
     _warn(res.finite, res.diverged)
     return res
 
@@ -268,9 +275,9 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
     shared = key.ndim == (0 if is_typed else 1)
     if not shared and key.shape[0] != n:
         raise ValueError(f"key: {key.shape[0]} keys for {n} configurations")
-    res = _many(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
-                truncate=truncate, log_names=log_names, coordinates=coordinates,
-                solver_options=tuple(sorted((solver_options or {}).items())),
+    raw = _many(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
+                truncate=truncate, solver_options=tuple(sorted((solver_options or {}).items())),
                 chunk_size=None if chunk_size is None else int(chunk_size), shared_key=shared)
+    res = _assemble(*raw, hp, wrt, log_names, coordinates)
     _warn(res.finite, res.diverged)
     return res
