@@ -67,7 +67,7 @@ def dgsm_from_gradients(unit_gradients, Y):
     """``(nu, nu_se, nu_normalized, total_upper_bound)`` from (n, d) unit-cube gradients and (n,) Y.
 
     Textbook estimators: sample mean of the squared derivatives, its standard error, and
-    the Sobol-Kucherenko bound ``nu / (pi^2 Var Y)`` (``Var`` with ``ddof=1``).
+    the Sobol-Kucherenko bound ``nu / (pi^2 Var Y)`` (``Var`` with ``ddof=0``, as SALib).
     """
     G = np.asarray(unit_gradients, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -80,7 +80,7 @@ def dgsm_from_gradients(unit_gradients, Y):
     nu_se = sq.std(axis=0, ddof=1) / math.sqrt(G.shape[0])
     total = nu.sum()
     normalized = nu / total if total > 0 else np.full_like(nu, np.nan)
-    var = Y.var(ddof=1)
+    var = Y.var()
     bound = nu / (math.pi ** 2 * var) if var > 0 else np.full_like(nu, np.inf)
     return nu, nu_se, normalized, bound
 

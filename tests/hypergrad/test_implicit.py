@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from hsens_jax.hypergrad.core import hypergradient
-from hsens_jax.hypergrad.implicit import engine_training_loss, implicit_gradient
+from hsens_jax.hypergrad.implicit import implicit_gradient
 from hsens_jax.models import ModelSpec
-from hsens_jax.train import TrainSpec, hp_from_values
+from hsens_jax.train import TrainSpec
 
 from .conftest import key0, runge_data
 
@@ -87,14 +87,6 @@ def test_implicit_matches_unrolled_at_convergence(x64):
     assert float(imp.stationarity) < 1e-5
     g_imp, g_unr = float(imp.grad_raw["weight_decay"]), float(unr.grad_raw["weight_decay"])
     assert abs(g_imp - g_unr) < 1e-4 * abs(g_unr), (g_imp, g_unr)
-    # the engine's training objective is what the optimizer minimizes: its gradient vanishes there
-    hp = hp_from_values(CONVERGED_VALUES, CONVERGED)
-    from hsens_jax.hypergrad.unrolled import final_state
-
-    state = jax.jit(lambda h: final_state(CONVERGED, data, h, key0()))(hp)
-    g = jax.grad(lambda p: engine_training_loss(CONVERGED, data, hp, p))(state.params)
-    gnorm = float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(g))))
-    assert gnorm == pytest.approx(float(imp.stationarity), rel=1e-6)
 
 
 @pytest.mark.parametrize("wrt, values, spec_kw, match", [
