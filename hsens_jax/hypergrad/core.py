@@ -22,6 +22,14 @@ configuration: ``finite`` is False when the objective or a derivative is NaN/inf
 the engine flagged the run as diverged, and a :class:`HypergradientWarning` says how
 many configurations are affected.
 
+Known singularity: ``adam``/``adamw`` divide by ``sqrt(v) + eps`` and optax computes
+``sqrt(v)`` with ``eps_root = 0``; a parameter whose gradient is exactly zero at every
+step (a masked unit when ``width < max_width``, the weights of an input pixel that is
+always 0, as on the digits border) keeps ``v = 0``, where the derivative of ``sqrt``
+is infinite, so with ``weight_decay = 0`` the hypergradient is NaN (``0 * inf``) although
+training is fine. Weight decay > 0 avoids it (the L2 term makes those gradients
+non-zero); ``rmsprop`` (``eps`` inside the square root) is not affected.
+
 References: Maclaurin, Duvenaud and Adams 2015 (reverse mode through SGD); Franceschi,
 Donini, Frasconi and Pontil 2017 (forward and reverse hypergradients); Lorraine, Vicol
 and Duvenaud 2020 (implicit function theorem); Micaelli and Storkey 2021 (forward mode
@@ -179,10 +187,14 @@ def _warn(finite, diverged):
     bad = np.flatnonzero(~finite.ravel())
     n_div = int(np.asarray(diverged).ravel()[bad].sum())
     where = "" if finite.ndim == 0 else f" (configurations {bad[:10].tolist()}{'...' if len(bad) > 10 else ''})"
+    hint = ("Lower the learning rate, shorten the horizon (mode='truncated') or inspect result.finite."
+            if n_div else
+            "Without divergence this usually is a singular derivative, e.g. Adam's sqrt(v) at v = 0 for "
+            "parameters whose gradient is exactly zero (masked units, constant inputs) when weight_decay = 0, "
+            "or a NaN objective.")
     warnings.warn(
         f"hypergradient is not finite for {len(bad)} of {finite.size} configuration(s){where}; "
-        f"{n_div} of them diverged during training. Lower the learning rate, shorten the horizon "
-        f"(mode='truncated') or inspect result.finite.",
+        f"{n_div} of them diverged during training. {hint}",
         HypergradientWarning, stacklevel=3)
 
 
@@ -270,8 +282,9 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
     if hp["learning_rate"].ndim != 1:
         raise ValueError(f"configs: expected 1-d columns of one length n, got shape {hp['learning_rate'].shape}")
     n = hp["learning_rate"].shape[0]
-    key = jnp.asarray(key) if not jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key) else key
-    is_typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    is_typed = hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not is_typed:
+        key = jnp.asarray(key)
     shared = key.ndim == (0 if is_typed else 1)
     if not shared and key.shape[0] != n:
         raise ValueError(f"key: {key.shape[0]} keys for {n} configurations")
