@@ -7,7 +7,7 @@ Problem: the engine's MLP (1 hidden layer of 32 units, relu) on the scikit-learn
 process. Hyperparameters differentiated: learning rate and weight decay (h = 2); the
 implicit mode only handles weight decay (h = 1).
 
-Columns: the compiled program's run time (fastest of ``repeats`` after one warm-up call;
+Columns: the compiled program's run time (fastest of ``repeats`` round-robin runs after one warm-up call;
 compile time reported separately) divided by the run time of one training run (the
 engine's ``train``, which also records 20 validation points), and the peak temporary
 memory XLA allocates for the program (``compiled.memory_analysis().temp_size_in_bytes``).
@@ -72,54 +72,45 @@ def machine() -> dict:
     }
 
 
-def measure(fn, args, repeats):
-    """(compile seconds, fastest run seconds, temp bytes) of jitted ``fn`` at ``args``.
-
-    The fastest of ``repeats`` runs: on a shared machine, interference only adds time.
-    """
+def compile_program(fn, args):
+    """(compiled, compile seconds, XLA temp bytes) of jitted ``fn`` at ``args``, warmed up once."""
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     t_compile = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     temp = int(getattr(mem, "temp_size_in_bytes", -1)) if mem is not None else -1
     jax.block_until_ready(compiled(*args))  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    return t_compile, min(times), temp, compiled
+    return compiled, t_compile, temp
 
 
 def bench_T(T, data, n_train, repeats):
+    """Compile every program, then time them round-robin ``repeats`` times; keep each one's fastest run.
+
+    Round-robin: on a shared machine a burst of interference hits every program alike
+    instead of one of them; the minimum discards it.
+    """
     spec = TrainSpec(ModelSpec("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64, n_steps=T,
                      n_train=n_train, optimizers=("adam",), n_evals=20)
     hp = hp_from_values(VALUES, spec)
     key = jax.random.PRNGKey(0)
-    rows = []
-
-    train_fn = jax.jit(lambda hp, key: train(spec, data, hp, key)["final_val_loss"])
-    c, t_train, m, _ = measure(train_fn, (hp, key), repeats)
-    rows.append(dict(mode="training run (engine train)", h=0, compile_s=c, run_s=t_train, temp_bytes=m))
-
-    obj_fn = jax.jit(lambda hp, key: objective_value(spec, data, hp, final_state(spec, data, hp, key)))
-    c, t_obj, m, compiled_obj = measure(obj_fn, (hp, key), repeats)
-    rows.append(dict(mode="objective only (final_state + evaluate)", h=0, compile_s=c, run_s=t_obj, temp_bytes=m))
-
-    # finite differences: 2h + 1 objective evaluations, measured
     h = len(WRT)
-    pts = [hp] + [{**hp, n: hp[n] * (1 + s * 1e-2)} for n in WRT for s in (1, -1)]
-    times = []
-    for _ in range(max(1, repeats // 2)):
-        t0 = time.perf_counter()
-        for p in pts:
-            jax.block_until_ready(compiled_obj(p, key))
-        times.append(time.perf_counter() - t0)
-    rows.append(dict(mode=f"finite differences (2h+1 = {2 * h + 1} runs)", h=h, compile_s=0.0,
-                     run_s=min(times), temp_bytes=rows[-1]["temp_bytes"]))
-
     k = max(1, T // 10)
     seg = default_segment(T)
+    programs = []  # (row, callable running it once)
+
+    train_fn = jax.jit(lambda hp, key: train(spec, data, hp, key)["final_val_loss"])
+    compiled, c, m = compile_program(train_fn, (hp, key))
+    programs.append((dict(mode="training run (engine train)", h=0, compile_s=c, temp_bytes=m),
+                     lambda compiled=compiled: compiled(hp, key)))
+    obj_fn = jax.jit(lambda hp, key: objective_value(spec, data, hp, final_state(spec, data, hp, key)))
+    compiled_obj, c, m = compile_program(obj_fn, (hp, key))
+    programs.append((dict(mode="objective only (final_state + evaluate)", h=0, compile_s=c, temp_bytes=m),
+                     lambda: compiled_obj(hp, key)))
+    # finite differences: 2h + 1 objective evaluations, measured
+    pts = [hp] + [{**hp, n: hp[n] * (1 + s * 1e-2)} for n in WRT for s in (1, -1)]
+    programs.append((dict(mode=f"finite differences (2h+1 = {2 * h + 1} runs)", h=h, compile_s=0.0, temp_bytes=m),
+                     lambda: [jax.block_until_ready(compiled_obj(p, key)) for p in pts]))
+
     configs = [
         ("reverse", dict(mode="reverse", checkpoint_every=None, truncate=None), WRT),
         (f"checkpointed (segment {seg})", dict(mode="checkpointed", checkpoint_every=seg, truncate=None), WRT),
@@ -129,22 +120,37 @@ def bench_T(T, data, n_train, repeats):
                                                   solver_options=(("maxiter", 50), ("tol", 1e-6))),
          ("weight_decay",)),
     ]
+    failed = []
     for name, kw, wrt in configs:
         kw = {"objective": "final_val_loss", "solver_options": (), **kw}
         fn = jax.jit(lambda hp, key, kw=kw, wrt=wrt: _one(spec, data, hp, key, wrt=wrt, **kw))
         try:
-            c, t, m, compiled = measure(fn, (hp, key), repeats)
-            out = compiled(hp, key)
-            g = {n: float(v) for n, v in out[1].items()}
-            rows.append(dict(mode=name, h=len(wrt), compile_s=c, run_s=t, temp_bytes=m, grad=g,
-                             value=float(out[0]), finite=bool(np.all(np.isfinite(list(g.values()))))))
+            compiled, c, m = compile_program(fn, (hp, key))
         except Exception as e:  # e.g. out of memory for plain reverse at long horizons
-            rows.append(dict(mode=name, h=len(wrt), error=f"{type(e).__name__}: {e}"[:300]))
+            failed.append(dict(mode=name, h=len(wrt), error=f"{type(e).__name__}: {e}"[:300]))
+            continue
+        out = compiled(hp, key)
+        g = {n: float(v) for n, v in out[1].items()}
+        programs.append((dict(mode=name, h=len(wrt), compile_s=c, temp_bytes=m, grad=g, value=float(out[0]),
+                              finite=bool(np.all(np.isfinite(list(g.values()))))),
+                         lambda compiled=compiled: compiled(hp, key)))
+
+    times = [[] for _ in programs]
+    for _ in range(repeats):
+        for i, (_, run) in enumerate(programs):
+            t0 = time.perf_counter()
+            jax.block_until_ready(run())
+            times[i].append(time.perf_counter() - t0)
+    rows = []
+    for (row, _), ts in zip(programs, times):
+        row["run_s"] = min(ts)
+        row["run_s_all"] = ts
+        rows.append(row)
+    t_train, t_obj = rows[0]["run_s"], rows[1]["run_s"]
     for r in rows:
-        if "run_s" in r:
-            r["time_ratio"] = r["run_s"] / t_train
-            r["time_ratio_objective"] = r["run_s"] / t_obj
-    return rows
+        r["time_ratio"] = r["run_s"] / t_train
+        r["time_ratio_objective"] = r["run_s"] / t_obj
+    return rows + failed
 
 
 def main():
@@ -159,7 +165,7 @@ def main():
     t_start = time.perf_counter()
     results = {}
     for T in args.steps:
-        repeats = args.repeats if T <= 1000 else max(2, args.repeats // 2)
+        repeats = args.repeats if T <= 1000 else max(3, args.repeats // 2)
         rows = bench_T(T, data, ds.n_train, repeats)
         results[str(T)] = rows
         print(f"\nT = {T} steps (one training run: {rows[0]['run_s'] * 1e3:.1f} ms)")

@@ -233,6 +233,10 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
       a :class:`HypergradResult` of scalars (dicts keyed by ``wrt``).
     Warns:
       HypergradientWarning: the result is not finite (or training diverged).
+
+    References:
+      Maclaurin et al. 2015; Franceschi et al. 2017; Lorraine et al. 2020; Micaelli and
+      Storkey 2021; Wu et al. 2018 (see the module docstring).
     """
     wrt, checkpoint_every, truncate, log_names = _check(spec, data, values, wrt, mode, objective, checkpoint_every,
                                                         truncate, coordinates, space, log_scaled)
@@ -267,6 +271,10 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
       a :class:`HypergradResult` whose arrays have a leading axis of length n.
     Warns:
       HypergradientWarning: naming the configurations whose result is not finite.
+
+    References:
+      as :func:`hypergradient`; local sensitivities at the points of a design, whose mean
+      squares are DGSM (Sobol and Kucherenko 2009; see :mod:`hsens_jax.hypergrad.dgsm`).
     """
     wrt, checkpoint_every, truncate, log_names = _check(spec, data, configs, wrt, mode, objective, checkpoint_every,
                                                         truncate, coordinates, space, log_scaled)

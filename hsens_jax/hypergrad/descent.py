@@ -95,6 +95,9 @@ def hypergradient_descent(spec: TrainSpec, data: TrainData, values: Mapping[str,
         ``"forward"``: memory independent of the training length).
     Returns:
       a :class:`DescentTrajectory`.
+
+    References:
+      Maclaurin, Duvenaud and Adams 2015; Franceschi et al. 2017; Micaelli and Storkey 2021.
     """
     if mode == "implicit":
         raise ValueError("mode='implicit' is not supported by hypergradient_descent; use an unrolled mode")

@@ -106,6 +106,9 @@ def hypergradient_dgsm(spec: TrainSpec, data: TrainData, space: Space, key, *, c
         :func:`~hsens_jax.hypergrad.hypergradients`.
     Returns:
       a :class:`DGSMResult`.
+
+    References:
+      Sobol and Kucherenko 2009 (Math. Comput. Simul. 79(10)); Lamboni et al. 2013.
     """
     if not isinstance(space, Space):
         raise TypeError(f"space must be a hsens_jax.space.Space, got {type(space).__name__}")

@@ -75,6 +75,10 @@ def implicit_gradient(inner_loss: Callable, outer_loss: Callable, params, hparam
       ``(grad, info)``: ``grad`` a dict like ``hparams`` of total derivatives
       ``dY/dlambda``; ``info`` a dict with ``stationarity`` (``||grad_theta L||``) and
       ``residual`` (``||H v - dY/dtheta|| / ||dY/dtheta||`` of the linear solve).
+
+    References:
+      Bengio 2000 (Neural Computation 12(8)); Pedregosa 2016 (ICML, HOAG); Lorraine,
+      Vicol and Duvenaud 2020 (AISTATS, Neumann series).
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r}: choose from {SOLVERS}")

@@ -238,6 +238,10 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
     Returns:
       ``(value, grad, diverged)``: the objective, a dict ``name -> dY/dname`` (raw
       coordinates), and the engine's divergence flag.
+
+    References:
+      Maclaurin et al. 2015 (reverse); Franceschi et al. 2017 (forward and reverse);
+      Chen et al. 2016 (sqrt(T) checkpointing); Wu et al. 2018 (truncation bias).
     """
     x0 = {n: hp[n] for n in wrt}
     if mode == "checkpointed":
