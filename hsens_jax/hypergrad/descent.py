@@ -5,11 +5,21 @@ the hypergradient of the final validation loss, and moves the hyperparameters on
 against it, in natural coordinates: ``log x <- log x - meta_lr * x dY/dx`` for
 log-scaled hyperparameters (learning rate, weight decay), ``x <- x - meta_lr * dY/dx``
 for the others (Maclaurin et al. 2015 section 3; Franceschi et al. 2017; Micaelli and
-Storkey 2021). Steps are clipped to ``max_step`` per coordinate (one e-fold by default)
+Storkey 2021). Steps are clipped to ``max_step`` per coordinate (half an e-fold by default)
 and, when a space is given, the iterate is kept inside its bounds. An iteration whose
 hypergradient is not finite does not move.
 
 The whole loop is one compiled ``lax.scan`` over iterations.
+
+Example (full digits, 200 momentum-SGD steps per training, about 4 s on 2 CPU cores
+including compilation; validation loss 1.62 -> 0.17 in 10 iterations)::
+
+    ds = load_dataset("digits"); data = prepare_data(ds)
+    spec = TrainSpec(ModelSpec("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64,
+                     n_steps=200, n_train=ds.n_train, optimizers=("momentum",))
+    tr = hypergradient_descent(spec, data, {"learning_rate": 3e-3, "weight_decay": 1e-3,
+                                            "optimizer": "momentum"}, jax.random.PRNGKey(0))
+    tr.objective, tr.values["learning_rate"], tr.best
 """
 
 from __future__ import annotations
@@ -73,8 +83,8 @@ def _descend(spec, data, hp, key, lo, hi, meta_lr, max_step, *, wrt, log_names, 
 
 
 def hypergradient_descent(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], key,
-                          wrt=("learning_rate", "weight_decay"), *, n_iters: int = 10, meta_lr: float = 0.5,
-                          max_step: float = 1.0, space: Space | None = None, log_scaled=None,
+                          wrt=("learning_rate", "weight_decay"), *, n_iters: int = 10, meta_lr: float = 10.0,
+                          max_step: float = 0.5, space: Space | None = None, log_scaled=None,
                           mode: str = "forward", objective="final_val_loss", checkpoint_every: int | None = None,
                           truncate: int | None = None) -> DescentTrajectory:
     """Gradient descent on hyperparameters, in natural (log) coordinates.
@@ -85,7 +95,9 @@ def hypergradient_descent(spec: TrainSpec, data: TrainData, values: Mapping[str,
         is a deterministic function of the hyperparameters.
       wrt: the tuned hyperparameters.
       n_iters: number of steps (``n_iters + 1`` trainings and hypergradients).
-      meta_lr: step size in natural coordinates (log units for log-scaled names).
+      meta_lr: step size in natural coordinates (log units for log-scaled names). Natural
+        hypergradients of a cross-entropy after a short run are typically 0.01-0.1 per
+        e-fold, hence the large default; ``max_step`` bounds the move.
       max_step: largest change of one coordinate per step (log units / raw units).
       space: optional space: its ``Float(log=True)`` names are log-scaled and its bounds
         clip the iterates.
