@@ -92,13 +92,16 @@ def _batch(spec: TrainSpec, keys, perm, t):
     return perm, batch_idx, jax.random.fold_in(keys[2], t)
 
 
-def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, ts) -> LoopState:
-    def body(loop, t):
+def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int) -> LoopState:
+    """Steps ``t0, ..., t0 + n - 1`` (``t0`` may be traced, ``n`` static); the step index is
+    carried rather than scanned over, so no array of length ``n`` is allocated."""
+    def body(carry, _):
+        loop, t = carry
         perm, idx, dropout_key = _batch(spec, keys, loop.perm, t)
         state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t)
-        return LoopState(state, perm), None
+        return (LoopState(state, perm), t + 1), None
 
-    return jax.lax.scan(body, loop, ts)[0]
+    return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n)[0][0]
 
 
 def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start: int, stop: int,
@@ -119,17 +122,16 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
     if n <= 0:
         return loop
     if checkpoint_every is None or checkpoint_every >= n:
-        ts = jnp.arange(start, stop, dtype=jnp.int32)
         if checkpoint_every is None:
-            return _scan_steps(spec, data, hp, keys, loop, ts)
-        return jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, ts))(loop, hp)
+            return _scan_steps(spec, data, hp, keys, loop, start, n)
+        return jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, n))(loop, hp)
     s = int(checkpoint_every)
     n_seg, r = divmod(n, s)
-    segment = jax.checkpoint(lambda l, h, ts: _scan_steps(spec, data, h, keys, l, ts), prevent_cse=False)
     if r:
-        loop = segment(loop, hp, jnp.arange(start, start + r, dtype=jnp.int32))
-    starts = jnp.arange(n_seg * s, dtype=jnp.int32).reshape(n_seg, s) + (start + r)
-    loop, _ = jax.lax.scan(lambda l, ts: (segment(l, hp, ts), None), loop, starts)
+        loop = jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, r))(loop, hp)
+    segment = jax.checkpoint(lambda l, h, t0: _scan_steps(spec, data, h, keys, l, t0, s), prevent_cse=False)
+    starts = jnp.arange(n_seg, dtype=jnp.int32) * s + (start + r)
+    loop, _ = jax.lax.scan(lambda l, t0: (segment(l, hp, t0), None), loop, starts)
     return loop
 
 

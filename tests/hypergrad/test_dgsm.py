@@ -2,7 +2,6 @@
 
 import math
 
-import jax
 import numpy as np
 import pytest
 from SALib.analyze import dgsm as salib_dgsm
@@ -12,7 +11,7 @@ from hsens_jax.hypergrad.core import hypergradient
 from hsens_jax.hypergrad.dgsm import dgsm_from_gradients, hypergradient_dgsm
 from hsens_jax.space import Categorical, Float, Space
 
-from .conftest import RUNGE_SPEC, RUNGE_VALUES, RUNGE_WRT, key0, runge_data
+from .conftest import RUNGE_SPEC, RUNGE_WRT, key0, runge_data
 
 
 def _f(X):
