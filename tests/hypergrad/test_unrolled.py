@@ -214,7 +214,7 @@ def test_adam_classification_matches_finite_differences(x64):
 # ----------------------------------------------------------------------------- memory
 
 
-def test_memory_forward_constant_checkpointed_sublinear(x64):
+def test_memory_checkpointed_and_forward_far_below_reverse(x64):
     """XLA's peak temporary memory at T = 1024: checkpointed O(sqrt T), forward O(1), reverse O(T)."""
     import dataclasses
 
