@@ -1,0 +1,219 @@
+"""Cost of one hypergradient relative to one training run, per mode, for T = 100, 1000, 10000.
+
+Run: ``python benchmarks/bench_hypergrad.py [--steps 100 1000 10000] [--repeats 5]``.
+
+Problem: the engine's MLP (1 hidden layer of 32 units, relu) on the scikit-learn digits
+(1438 training images, minibatches of 64), Adam with L2 weight decay, float32, one CPU
+process. Hyperparameters differentiated: learning rate and weight decay (h = 2); the
+implicit mode only handles weight decay (h = 1).
+
+Columns: the compiled program's run time (fastest of ``repeats`` round-robin runs after one warm-up call;
+compile time reported separately) divided by the run time of one training run (the
+engine's ``train``, which also records 20 validation points), and the peak temporary
+memory XLA allocates for the program (``compiled.memory_analysis().temp_size_in_bytes``).
+Finite differences: ``2h + 1`` runs of the training objective, measured.
+
+Targets (from the task): reverse with checkpointing <= 3x a training run; forward <=
+1 + 0.5 h = 2x.
+
+Writes ``benchmarks/results/hypergrad_cpu.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from hsens_jax.data import load_dataset
+from hsens_jax.hypergrad.core import _one
+from hsens_jax.hypergrad.unrolled import default_segment, final_state, objective_value
+from hsens_jax.models import ModelSpec
+from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
+
+WRT = ("learning_rate", "weight_decay")
+VALUES = {"learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adam"}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    import flax
+    import optax
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+        "numpy": np.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "device": str(jax.devices()[0]),
+        "dtype": "float32",
+    }
+
+
+def compile_program(fn, args):
+    """(compiled, compile seconds, XLA temp bytes) of jitted ``fn`` at ``args``, warmed up once."""
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    t_compile = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    temp = int(getattr(mem, "temp_size_in_bytes", -1)) if mem is not None else -1
+    jax.block_until_ready(compiled(*args))  # warm-up
+    return compiled, t_compile, temp
+
+
+def bench_T(T, data, n_train, repeats):
+    """Compile every program, then time them round-robin ``repeats`` times; keep each one's fastest run.
+
+    Round-robin: on a shared machine a burst of interference hits every program alike
+    instead of one of them; the minimum discards it.
+    """
+    spec = TrainSpec(ModelSpec("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64, n_steps=T,
+                     n_train=n_train, optimizers=("adam",), n_evals=20)
+    hp = hp_from_values(VALUES, spec)
+    key = jax.random.PRNGKey(0)
+    h = len(WRT)
+    k = max(1, T // 10)
+    seg = default_segment(T)
+    programs = []  # (row, callable running it once)
+
+    train_fn = jax.jit(lambda hp, key: train(spec, data, hp, key)["final_val_loss"])
+    compiled, c, m = compile_program(train_fn, (hp, key))
+    programs.append((dict(mode="training run (engine train)", h=0, compile_s=c, temp_bytes=m),
+                     lambda compiled=compiled: compiled(hp, key)))
+    obj_fn = jax.jit(lambda hp, key: objective_value(spec, data, hp, final_state(spec, data, hp, key)))
+    compiled_obj, c, m = compile_program(obj_fn, (hp, key))
+    programs.append((dict(mode="objective only (final_state + evaluate)", h=0, compile_s=c, temp_bytes=m),
+                     lambda: compiled_obj(hp, key)))
+    # finite differences: 2h + 1 objective evaluations, measured
+    pts = [hp] + [{**hp, n: hp[n] * (1 + s * 1e-2)} for n in WRT for s in (1, -1)]
+    programs.append((dict(mode=f"finite differences (2h+1 = {2 * h + 1} runs)", h=h, compile_s=0.0, temp_bytes=m),
+                     lambda: [jax.block_until_ready(compiled_obj(p, key)) for p in pts]))
+
+    configs = [
+        ("reverse", dict(mode="reverse", checkpoint_every=None, truncate=None), WRT),
+        (f"checkpointed (segment {seg})", dict(mode="checkpointed", checkpoint_every=seg, truncate=None), WRT),
+        ("forward", dict(mode="forward", checkpoint_every=None, truncate=None), WRT),
+        (f"truncated (last k = {k} steps)", dict(mode="truncated", checkpoint_every=None, truncate=k), WRT),
+        ("implicit (CG, 50 iterations max)", dict(mode="implicit", checkpoint_every=None, truncate=None,
+                                                  solver_options=(("maxiter", 50), ("tol", 1e-6))),
+         ("weight_decay",)),
+    ]
+    failed = []
+    for name, kw, wrt in configs:
+        kw = {"objective": "final_val_loss", "solver_options": (), **kw}
+        fn = jax.jit(lambda hp, key, kw=kw, wrt=wrt: _one(spec, data, hp, key, wrt=wrt, **kw))
+        try:
+            compiled, c, m = compile_program(fn, (hp, key))
+        except Exception as e:  # e.g. out of memory for plain reverse at long horizons
+            failed.append(dict(mode=name, h=len(wrt), error=f"{type(e).__name__}: {e}"[:300]))
+            continue
+        out = compiled(hp, key)
+        g = {n: float(v) for n, v in out[1].items()}
+        programs.append((dict(mode=name, h=len(wrt), compile_s=c, temp_bytes=m, grad=g, value=float(out[0]),
+                              finite=bool(np.all(np.isfinite(list(g.values()))))),
+                         lambda compiled=compiled: compiled(hp, key)))
+
+    times = [[] for _ in programs]
+    for _ in range(repeats):
+        for i, (_, run) in enumerate(programs):
+            t0 = time.perf_counter()
+            jax.block_until_ready(run())
+            times[i].append(time.perf_counter() - t0)
+    rows = []
+    for (row, _), ts in zip(programs, times):
+        row["run_s"] = min(ts)
+        row["run_s_all"] = ts
+        rows.append(row)
+    t_train, t_obj = rows[0]["run_s"], rows[1]["run_s"]
+    for r in rows:
+        r["time_ratio"] = r["run_s"] / t_train
+        r["time_ratio_objective"] = r["run_s"] / t_obj
+    return rows + failed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "hypergrad_cpu"))
+    args = ap.parse_args()
+    ds = load_dataset("digits")
+    data = prepare_data(ds)
+    info = machine()
+    t_start = time.perf_counter()
+    results = {}
+    for T in args.steps:
+        repeats = args.repeats if T <= 1000 else max(3, args.repeats // 2)
+        rows = bench_T(T, data, ds.n_train, repeats)
+        results[str(T)] = rows
+        print(f"\nT = {T} steps (one training run: {rows[0]['run_s'] * 1e3:.1f} ms)")
+        print(f"{'mode':44s} {'h':>2s} {'time/train':>10s} {'time/obj':>9s} {'run ms':>10s} {'compile s':>9s} "
+              f"{'temp MiB':>9s}")
+        for r in rows:
+            if "error" in r:
+                print(f"{r['mode']:44s} {r['h']:2d}  failed: {r['error'][:60]}")
+                continue
+            print(f"{r['mode']:44s} {r['h']:2d} {r['time_ratio']:10.2f} {r['time_ratio_objective']:9.2f} "
+                  f"{r['run_s'] * 1e3:10.1f} "
+                  f"{r['compile_s']:9.1f} {r['temp_bytes'] / 2**20:9.2f}")
+    total = time.perf_counter() - t_start
+    info["load_average_at_end"] = list(os.getloadavg())
+    info["total_seconds"] = total
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": "hypergradient cost relative to one training run", "machine": info,
+               "problem": {"data": "digits (1438 train, 359 val)", "model": "MLP 64-32-10 relu",
+                           "optimizer": "adam + L2 weight decay", "batch_size": 64, "values": VALUES,
+                           "wrt": list(WRT)},
+               "results": results}
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    lines = ["# Hypergradient cost relative to one training run (CPU)", "",
+             f"Machine: {info['cpu']}, {info['cores']} cores, load average at start "
+             f"{info['load_average_at_start'][0]:.1f} (shared machine: absolute times are noisy, ratios less so); "
+             f"jax {info['jax']}, numpy {info['numpy']}, flax {info['flax']}, optax {info['optax']}, float32.", "",
+             "Problem: digits, MLP 64-32-10 (relu), Adam + L2 weight decay, minibatches of 64; "
+             "h = 2 hyperparameters (learning rate, weight decay), implicit: h = 1 (weight decay).", "",
+             "`time/train`: run time of the compiled program / run time of one `train` (fastest of repeats, compile "
+             "excluded; `train` also runs 20 validation passes). `time/objective`: the same over one run of the "
+             "objective actually differentiated (training without the recorded curves + one validation). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
+             "Targets: checkpointed <= 3x, forward <= 1 + 0.5 h = 2x.", ""]
+    for T, rows in results.items():
+        lines += [f"## T = {T} steps", "",
+                  "| mode | h | time / train | time / objective | run ms | compile s | temp MiB |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['mode']} | {r['h']} | failed: {r['error'][:80]} | | | | |")
+            else:
+                lines.append(f"| {r['mode']} | {r['h']} | {r['time_ratio']:.2f} | {r['time_ratio_objective']:.2f} | "
+                             f"{r['run_s'] * 1e3:.1f} | "
+                             f"{r['compile_s']:.1f} | {r['temp_bytes'] / 2**20:.2f} |")
+        lines.append("")
+    lines.append(f"Total benchmark time: {total:.0f} s.")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"\nwrote {out.with_suffix('.json')} and .md ({total:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Hypergradients of a validation objective with respect to training hyperparameters.
+
+:func:`hypergradient` differentiates one configuration's training run (the engine of
+:mod:`hsens_jax.train`) by one of five modes (see :mod:`.unrolled` and
+:mod:`.implicit`); :func:`hypergradients` does it at many configurations at once
+(``vmap``, or ``lax.map`` in chunks), e.g. at every point of a sweep design.
+
+Mode cheat sheet (T steps, h hyperparameters, one training run = 1):
+
+=================  ======================  ===================  =========================
+mode               time                    memory               exact?
+=================  ======================  ===================  =========================
+``reverse``        ~2-3                    O(T) states          yes
+``checkpointed``   ~3-4 (one more forward)  O(sqrt T) states     yes
+``forward``        ~1 + c h                O(h) tangents        yes
+``truncated``      ~1 + 2k/T               O(k)                 no: short-horizon bias
+``implicit``       1 + CG iterations       O(1)                 only at a stationary point
+=================  ======================  ===================  =========================
+
+Non-finite hypergradients (long horizons, exploding learning rates) are detected per
+configuration: ``finite`` is False when the objective or a derivative is NaN/inf or when
+the engine flagged the run as diverged, and a :class:`HypergradientWarning` says how
+many configurations are affected.
+
+Known singularity: ``adam``/``adamw`` divide by ``sqrt(v) + eps`` and optax computes
+``sqrt(v)`` with ``eps_root = 0``; a parameter whose gradient is exactly zero at every
+step (a masked unit when ``width < max_width``, the weights of an input pixel that is
+always 0, as on the digits border) keeps ``v = 0``, where the derivative of ``sqrt``
+is infinite, so with ``weight_decay = 0`` the hypergradient is NaN (``0 * inf``) although
+training is fine. Weight decay > 0 avoids it (the L2 term makes those gradients
+non-zero); ``rmsprop`` (``eps`` inside the square root) is not affected.
+
+References: Maclaurin, Duvenaud and Adams 2015 (reverse mode through SGD); Franceschi,
+Donini, Frasconi and Pontil 2017 (forward and reverse hypergradients); Lorraine, Vicol
+and Duvenaud 2020 (implicit function theorem); Micaelli and Storkey 2021 (forward mode
+over long horizons); Wu, Ren, Liao and Grosse 2018 (short-horizon bias).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hsens_jax.hypergrad.coordinates import COORDINATES, log_scaled_names, natural_gradient
+from hsens_jax.hypergrad.implicit import check_implicit, engine_implicit_gradient
+from hsens_jax.hypergrad.unrolled import DIFFERENTIABLE, MODES, OBJECTIVES, unrolled_gradient
+from hsens_jax.space import Space
+from hsens_jax.train import TrainData, TrainSpec, hp_from_values
+
+
+class HypergradientWarning(RuntimeWarning):
+    """Some hypergradients are NaN/inf or come from a diverged training run."""
+
+
+class HypergradResult(NamedTuple):
+    """A hypergradient (leading axis n for :func:`hypergradients`).
+
+    Attributes:
+      value: the objective Y (e.g. final validation loss).
+      grad: dict ``name -> dY/d(coordinate)`` in the requested coordinates.
+      grad_raw: dict ``name -> dY/dx``.
+      grad_natural: dict ``name -> x dY/dx`` for log-scaled names, ``dY/dx`` otherwise.
+      grad_norm: Euclidean norm of ``grad`` over the ``wrt`` names.
+      finite: True when value and every derivative are finite and training did not diverge.
+      diverged: the engine's divergence flag.
+      stationarity: implicit mode: ``||grad_theta L(theta_T)||`` (0 at a stationary
+        point); NaN for the unrolled modes.
+    """
+
+    value: jax.Array
+    grad: dict
+    grad_raw: dict
+    grad_natural: dict
+    grad_norm: jax.Array
+    finite: jax.Array
+    diverged: jax.Array
+    stationarity: jax.Array
+
+
+def _raw(spec, data, hp, key, *, wrt, mode, objective, checkpoint_every, truncate, solver_options):
+    """(value, raw gradient dict, diverged, stationarity) of one configuration (pure)."""
+    if mode == "implicit":
+        return engine_implicit_gradient(spec, data, hp, key, wrt, objective=objective, **dict(solver_options))
+    value, grad_raw, diverged = unrolled_gradient(spec, data, hp, key, wrt, mode=mode, objective=objective,
+                                                  checkpoint_every=checkpoint_every, truncate=truncate)
+    return value, grad_raw, diverged, jnp.full((), jnp.nan, value.dtype)
+
+
+def _assemble(value, grad_raw, diverged, stationarity, hp, wrt, log_names, coordinates) -> HypergradResult:
+    """Natural coordinates, norm and finite flag (works on scalars or on a leading batch axis)."""
+    grad_natural = natural_gradient(grad_raw, hp, log_names)
+    grad = grad_natural if coordinates == "natural" else grad_raw
+    norm = jnp.sqrt(sum(grad[n] ** 2 for n in wrt))
+    finite = jnp.isfinite(value) & ~diverged
+    for n in wrt:
+        finite = finite & jnp.isfinite(grad_raw[n])
+    return HypergradResult(value, grad, grad_raw, grad_natural, norm, finite, diverged, stationarity)
+
+
+def _pure(spec, data, hp, key, *, wrt, log_names, coordinates, **kw) -> HypergradResult:
+    """One configuration's :class:`HypergradResult` (pure; jit/vmap-able)."""
+    return _assemble(*_raw(spec, data, hp, key, wrt=wrt, **kw), hp, wrt, log_names, coordinates)
+
+
+_STATIC = ("spec", "wrt", "mode", "objective", "checkpoint_every", "truncate", "solver_options")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _one(spec, data, hp, key, **kw):
+    return _raw(spec, data, hp, key, **kw)
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("chunk_size", "shared_key"))
+def _many(spec, data, hp, key, *, chunk_size, shared_key, **kw):
+    if shared_key:
+        f = lambda h: _raw(spec, data, h, key, **kw)  # noqa: E731
+        xs = hp
+    else:
+        f = lambda hk: _raw(spec, data, hk[0], hk[1], **kw)  # noqa: E731
+        xs = (hp, key)
+    if chunk_size is None:
+        return jax.vmap(f)(xs)
+    return jax.lax.map(f, xs, batch_size=chunk_size)
+
+
+def _optimizer_names(values, spec) -> set:
+    v = values.get("optimizer", None)
+    if v is None:
+        return {spec.optimizers[0]}
+    arr = np.asarray(v).ravel()
+    if arr.dtype.kind in "USO":
+        return {str(a) for a in arr}
+    return {spec.optimizers[int(i)] for i in arr if 0 <= int(i) < len(spec.optimizers)}
+
+
+def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate, coordinates, space, log_scaled):
+    if not isinstance(spec, TrainSpec):
+        raise TypeError(f"spec must be a hsens_jax.train.TrainSpec, got {type(spec).__name__}")
+    if not isinstance(data, TrainData):
+        raise TypeError(f"data must be a hsens_jax.train.TrainData (see prepare_data), got {type(data).__name__}")
+    if not isinstance(values, Mapping):
+        raise TypeError(f"values must be a dict of hyperparameter values, got {type(values).__name__}")
+    if isinstance(wrt, str):
+        wrt = (wrt,)
+    wrt = tuple(wrt)
+    if not wrt:
+        raise ValueError("wrt is empty: name at least one hyperparameter to differentiate")
+    if len(set(wrt)) != len(wrt):
+        raise ValueError(f"wrt={wrt} has duplicates")
+    bad = [n for n in wrt if n not in DIFFERENTIABLE]
+    if bad:
+        raise ValueError(f"wrt: {bad} cannot be differentiated; differentiable hyperparameters: {DIFFERENTIABLE}")
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: choose from {MODES}")
+    if not (callable(objective) or objective in OBJECTIVES):
+        raise ValueError(f"objective={objective!r}: choose from {OBJECTIVES} or pass a callable")
+    if coordinates not in COORDINATES:
+        raise ValueError(f"coordinates={coordinates!r}: choose from {COORDINATES}")
+    if checkpoint_every is not None:
+        if mode not in ("checkpointed", "truncated"):
+            raise ValueError(f"checkpoint_every applies to mode='checkpointed' or 'truncated', not {mode!r}")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+        checkpoint_every = int(checkpoint_every)
+    if mode == "truncated":
+        if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
+            raise ValueError(f"mode='truncated' needs truncate = number of final steps (a positive integer), got {truncate!r}")
+        truncate = int(truncate)
+    elif truncate is not None:
+        raise ValueError(f"truncate applies to mode='truncated' only, not {mode!r}")
+    if mode == "implicit":
+        for name in _optimizer_names(values, spec):
+            check_implicit(spec, wrt, name)
+    log_names = tuple(n for n in log_scaled_names(space, log_scaled) if n in wrt)
+    return wrt, checkpoint_every, truncate, log_names
+
+
+def _warn(finite, diverged):
+    finite = np.asarray(finite)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite.ravel())
+    n_div = int(np.asarray(diverged).ravel()[bad].sum())
+    where = "" if finite.ndim == 0 else f" (configurations {bad[:10].tolist()}{'...' if len(bad) > 10 else ''})"
+    hint = ("Lower the learning rate, shorten the horizon (mode='truncated') or inspect result.finite."
+            if n_div else
+            "Without divergence this usually is a singular derivative, e.g. Adam's sqrt(v) at v = 0 for "
+            "parameters whose gradient is exactly zero (masked units, constant inputs) when weight_decay = 0, "
+            "or a NaN objective.")
+    warnings.warn(
+        f"hypergradient is not finite for {len(bad)} of {finite.size} configuration(s){where}; "
+        f"{n_div} of them diverged during training. {hint}",
+        HypergradientWarning, stacklevel=3)
+
+
+def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], key,
+                  wrt=("learning_rate", "weight_decay"), *, mode: str = "checkpointed",
+                  objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
+                  truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
+                  log_scaled=None, solver_options: Mapping[str, Any] | None = None) -> HypergradResult:
+    """Hypergradient of one configuration's objective after training.
+
+    Args:
+      spec: the static :class:`~hsens_jax.train.TrainSpec` (model, steps, batch size...).
+      data: :class:`~hsens_jax.train.TrainData` from :func:`~hsens_jax.train.prepare_data`.
+      values: hyperparameter values of the configuration (defaults filled in by
+        :func:`~hsens_jax.train.hp_from_values`; scalars).
+      key: PRNG key of the seed (initialization, batch order, dropout), as for ``train``.
+      wrt: hyperparameters to differentiate with respect to, among
+        :data:`~hsens_jax.hypergrad.unrolled.DIFFERENTIABLE`.
+      mode: ``"reverse"``, ``"checkpointed"`` (default), ``"forward"``, ``"truncated"``
+        or ``"implicit"`` (see the module docstring).
+      objective: ``"final_val_loss"`` (default; equals ``train(...)["final_val_loss"]``),
+        ``"final_train_loss"``, or ``f(spec, data, hp, state) -> scalar``.
+      checkpoint_every: segment length of the checkpointed loop (default
+        ``ceil(sqrt(n_steps))``); with ``"truncated"``, optional checkpointing of the
+        differentiated tail.
+      truncate: ``"truncated"`` mode: number of final steps differentiated through.
+      coordinates: ``"natural"`` (``x dY/dx`` = ``dY/dlog x`` for log-scaled names) or
+        ``"raw"`` (``dY/dx``): what ``grad`` and ``grad_norm`` use; both are returned.
+      space, log_scaled: which names are log-scaled: the space's ``Float(log=True)``
+        parameters, or explicit names; default
+        :data:`~hsens_jax.hypergrad.coordinates.DEFAULT_LOG_SCALED`.
+      solver_options: implicit mode: options of
+        :func:`~hsens_jax.hypergrad.implicit.implicit_gradient` (solver, maxiter, tol,
+        damping, neumann_steps, neumann_lr).
+    Returns:
+      a :class:`HypergradResult` of scalars (dicts keyed by ``wrt``).
+    Warns:
+      HypergradientWarning: the result is not finite (or training diverged).
+
+    References:
+      Maclaurin et al. 2015; Franceschi et al. 2017; Lorraine et al. 2020; Micaelli and
+      Storkey 2021; Wu et al. 2018 (see the module docstring).
+    """
+    wrt, checkpoint_every, truncate, log_names = _check(spec, data, values, wrt, mode, objective, checkpoint_every,
+                                                        truncate, coordinates, space, log_scaled)
+    hp = hp_from_values(dict(values), spec, dtype=data.x_train.dtype)
+    if hp["learning_rate"].ndim != 0:
+        raise ValueError("values: hypergradient takes one configuration (scalars); use hypergradients for many")
+    raw = _one(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
+               truncate=truncate, solver_options=tuple(sorted((solver_options or {}).items())))
+    res = _assemble(*raw, hp, wrt, log_names, coordinates)
+    _warn(res.finite, res.diverged)
+    return res
+
+
+def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any], key,
+                   wrt=("learning_rate", "weight_decay"), *, mode: str = "checkpointed",
+                   objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
+                   truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
+                   log_scaled=None, solver_options: Mapping[str, Any] | None = None,
+                   chunk_size: int | None = None) -> HypergradResult:
+    """Hypergradients at ``n`` configurations at once (vectorized with ``jax.vmap``).
+
+    Args:
+      configs: dict ``name -> (n,) values`` (e.g. a sweep design from
+        :meth:`hsens_jax.space.Space.sample`); categoricals as names or indices.
+      key: one key (shared by all configurations: common random numbers, so differences
+        are due to the hyperparameters) or ``n`` keys (shape (n,) typed keys or (n, 2)
+        raw keys), one per configuration.
+      chunk_size: None to vmap all ``n`` at once; an int to process them in chunks of
+        that size (``lax.map`` with ``batch_size``) and bound memory.
+      other arguments: as :func:`hypergradient`.
+    Returns:
+      a :class:`HypergradResult` whose arrays have a leading axis of length n.
+    Warns:
+      HypergradientWarning: naming the configurations whose result is not finite.
+
+    References:
+      as :func:`hypergradient`; local sensitivities at the points of a design, whose mean
+      squares are DGSM (Sobol and Kucherenko 2009; see :mod:`hsens_jax.hypergrad.dgsm`).
+    """
+    wrt, checkpoint_every, truncate, log_names = _check(spec, data, configs, wrt, mode, objective, checkpoint_every,
+                                                        truncate, coordinates, space, log_scaled)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    for n in wrt:
+        if n in configs:
+            col = np.asarray(configs[n], dtype=float)
+            if np.isnan(col).any():
+                raise ValueError(f"configs[{n!r}] has NaN (inactive) entries; a hypergradient needs a value")
+    hp = hp_from_values(dict(configs), spec, dtype=data.x_train.dtype)
+    if hp["learning_rate"].ndim != 1:
+        raise ValueError(f"configs: expected 1-d columns of one length n, got shape {hp['learning_rate'].shape}")
+    n = hp["learning_rate"].shape[0]
+    is_typed = hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not is_typed:
+        key = jnp.asarray(key)
+    shared = key.ndim == (0 if is_typed else 1)
+    if not shared and key.shape[0] != n:
+        raise ValueError(f"key: {key.shape[0]} keys for {n} configurations")
+    raw = _many(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
+                truncate=truncate, solver_options=tuple(sorted((solver_options or {}).items())),
+                chunk_size=None if chunk_size is None else int(chunk_size), shared_key=shared)
+    res = _assemble(*raw, hp, wrt, log_names, coordinates)
+    _warn(res.finite, res.diverged)
+    return res

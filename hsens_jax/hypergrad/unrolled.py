@@ -1,0 +1,266 @@
+"""Unrolled differentiation through the training loop of :mod:`hsens_jax.train`.
+
+The training run of one configuration is a composition of ``T = spec.n_steps`` steps
+``theta_{t+1} = Phi_t(theta_t, lambda)`` (:func:`hsens_jax.train.train_step`, i.e. the
+engine's own optimizer step, learning-rate schedule, loss and divergence guard),
+started from ``theta_0(lambda)`` (:func:`hsens_jax.train.init_carry`) and scored by a
+validation objective ``Y(theta_T, lambda)`` (by default
+:func:`hsens_jax.train.evaluate` on the final state, which is exactly the engine's
+``final_val_loss`` since the last evaluation happens at the last step). A
+hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
+
+``"reverse"``
+    ``jax.grad`` through the ``lax.scan``: one forward pass that stores the residuals
+    of every step, one backward pass (Maclaurin et al. 2015, Franceschi et al. 2017,
+    "reverse-mode hypergradient"). Time ~2-3 training runs, memory O(T).
+``"checkpointed"``
+    the same, with the loop cut into segments of ``s`` steps, each wrapped in
+    ``jax.checkpoint``: only the state at segment boundaries is stored (T/s states) and
+    a segment's residuals are recomputed while its gradient is taken (s steps). With
+    the default ``s = ceil(sqrt(T))`` memory is O(sqrt(T)) at the price of one extra
+    forward pass (Griewank and Walther 2000; Chen et al. 2016).
+``"forward"``
+    ``jax.jvp`` with one tangent per hyperparameter, batched like ``jax.jacfwd``:
+    the tangents ``dtheta_t/dlambda`` are carried along with the state, so memory does
+    not depend on T (Franceschi et al. 2017, "forward-mode"; Micaelli and Storkey 2021
+    for long horizons). Cost grows with the number of hyperparameters h.
+``"truncated"``
+    reverse mode through the last ``k`` steps only; the first ``T - k`` steps are run
+    with ``stop_gradient``. Cheap (memory O(k)) but *biased*: it ignores how lambda
+    shaped the state reached at step ``T - k``. For the learning rate this is the
+    short-horizon bias of Wu et al. (2018, "Understanding short-horizon bias in
+    stochastic meta-optimization"): a truncated hypergradient favours smaller learning
+    rates than the full one. ``k >= T`` is plain reverse mode.
+
+Batches follow the engine exactly (the permutation of epoch ``e`` is drawn from the
+data-order key folded with ``e``), so the function differentiated here is the training
+run of :func:`hsens_jax.train.train` and its value equals ``train(...)["final_val_loss"]``
+(tested). The only part of :func:`hsens_jax.train.step` not reused is the bookkeeping of
+the recorded curves (validation inside a ``lax.cond`` at every evaluation step), which
+would make reverse mode store validation residuals at every step.
+
+Everything here is a pure function of ``(spec, data, hp, key)``; ``spec`` is static.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hsens_jax.train import TrainData, TrainSpec, TrainState, evaluate, init_carry, loss_fn, train_step
+
+MODES = ("reverse", "checkpointed", "forward", "truncated", "implicit")
+"""Ways to compute a hypergradient (``"implicit"`` lives in :mod:`.implicit`)."""
+
+DIFFERENTIABLE = (
+    "learning_rate", "momentum", "b1", "b2", "eps", "weight_decay", "rms_decay",
+    "warmup", "final_lr_fraction", "label_smoothing", "init_scale",
+)
+"""Hyperparameters the training run depends on smoothly (almost everywhere).
+
+Not differentiable: categorical indices (``optimizer``, ``schedule``, ``activation``),
+architecture (``width``, ``depth``, ``widths``: masks), ``batch_norm`` (a switch) and
+``dropout`` (the keep mask ``u >= rate`` is piecewise constant in the rate).
+"""
+
+OBJECTIVES = ("final_val_loss", "final_train_loss")
+"""Named objectives: validation loss of the final state (the engine's
+``final_val_loss``), or the full-batch training loss of the final state (without the
+weight-decay term)."""
+
+
+class LoopState(NamedTuple):
+    """What the differentiated loop threads from step to step."""
+
+    state: TrainState
+    perm: jax.Array  # current epoch's permutation of the training set
+
+
+def _batch(spec: TrainSpec, keys, perm, t):
+    """Batch indices and dropout key of step ``t``, as in :func:`hsens_jax.train.step`."""
+    spe = spec.steps_per_epoch
+    epoch, pos = t // spe, t % spe
+    perm = jax.lax.cond(
+        pos == 0,
+        lambda: jax.random.permutation(jax.random.fold_in(keys[1], epoch), spec.n_train).astype(jnp.int32),
+        lambda: perm,
+    )
+    batch_idx = jax.lax.dynamic_slice(perm, (pos * spec.batch_size,), (spec.batch_size,))
+    return perm, batch_idx, jax.random.fold_in(keys[2], t)
+
+
+def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int) -> LoopState:
+    """Steps ``t0, ..., t0 + n - 1`` (``t0`` may be traced, ``n`` static); the step index is
+    carried rather than scanned over, so no array of length ``n`` is allocated."""
+    def body(carry, _):
+        loop, t = carry
+        perm, idx, dropout_key = _batch(spec, keys, loop.perm, t)
+        state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t)
+        return (LoopState(state, perm), t + 1), None
+
+    return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n)[0][0]
+
+
+def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start: int, stop: int,
+              checkpoint_every: int | None = None) -> LoopState:
+    """Run the engine's steps ``start, ..., stop - 1`` (Python ints) from ``loop``.
+
+    Args:
+      spec, data, hp: as in :func:`hsens_jax.train.train`.
+      keys: the (3,) keys of :func:`hsens_jax.train.init_carry` (init, data order, dropout).
+      loop: the state before step ``start``.
+      checkpoint_every: None for one plain ``lax.scan``; an int ``s`` to cut the steps
+        into segments of ``s`` (a shorter first segment takes the remainder), each under
+        ``jax.checkpoint``, so reverse mode stores only segment-boundary states.
+    Returns:
+      the :class:`LoopState` after step ``stop - 1``.
+    """
+    n = stop - start
+    if n <= 0:
+        return loop
+    if checkpoint_every is None or checkpoint_every >= n:
+        if checkpoint_every is None:
+            return _scan_steps(spec, data, hp, keys, loop, start, n)
+        return jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, n))(loop, hp)
+    s = int(checkpoint_every)
+    n_seg, r = divmod(n, s)
+    if r:
+        loop = jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, r))(loop, hp)
+    segment = jax.checkpoint(lambda l, h, t0: _scan_steps(spec, data, h, keys, l, t0, s), prevent_cse=False)
+    starts = jnp.arange(n_seg, dtype=jnp.int32) * s + (start + r)
+    loop, _ = jax.lax.scan(lambda l, t0: (segment(l, hp, t0), None), loop, starts)
+    return loop
+
+
+def default_segment(n_steps: int) -> int:
+    """Default checkpoint segment length: ``ceil(sqrt(n_steps))`` (O(sqrt T) memory)."""
+    return max(1, math.ceil(math.sqrt(n_steps)))
+
+
+def _reinject(state: TrainState, hp) -> TrainState:
+    """Put ``hp``'s (differentiable) values back into the optimizer state's hyperparameters.
+
+    The optax ``inject_hyperparams`` state stores momentum, betas, eps, weight decay...
+    at initialization; after a ``stop_gradient`` they must be re-read from ``hp`` so the
+    differentiated steps still depend on them.
+    """
+    opt = state.opt_state
+    hyper = {k: (jnp.asarray(hp[k]).astype(v.dtype) if k in hp else v) for k, v in opt.hyperparams.items()}
+    return state._replace(opt_state=opt._replace(hyperparams=hyper))
+
+
+def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: int | None = None,
+                truncate: int | None = None) -> TrainState:
+    """The engine's :class:`~hsens_jax.train.TrainState` after ``spec.n_steps`` steps.
+
+    Args:
+      spec, data, hp, key: as in :func:`hsens_jax.train.train` (same key -> same
+        initialization, batch order and dropout noise).
+      checkpoint_every: segment length for ``jax.checkpoint`` (see :func:`run_steps`),
+        or None.
+      truncate: None, or ``k``: derivatives flow only through the last ``k`` steps (the
+        first ``T - k`` steps and the initialization see ``stop_gradient(hp)``).
+    Returns:
+      the final training state (params, batch stats, optimizer state, divergence flags).
+    """
+    T = spec.n_steps
+    cut = 0 if truncate is None else max(0, T - int(truncate))
+    hp_init = jax.lax.stop_gradient(hp) if cut > 0 else hp
+    carry = init_carry(spec, data, hp_init, key)
+    loop = LoopState(carry.state, carry.perm)
+    if cut > 0:
+        loop = run_steps(spec, data, hp_init, carry.keys, loop, 0, cut)
+        loop = jax.lax.stop_gradient(loop)
+        loop = loop._replace(state=_reinject(loop.state, hp))
+    loop = run_steps(spec, data, hp, carry.keys, loop, cut, T, checkpoint_every)
+    return loop.state
+
+
+def full_train_loss(spec: TrainSpec, data: TrainData, hp, params, batch_stats=None) -> jax.Array:
+    """Mean training loss over the whole training set at ``params`` (no weight decay).
+
+    Deterministic (evaluation mode: no dropout, batch norm with running statistics).
+    """
+    variables = {"params": params, "batch_stats": {} if batch_stats is None else batch_stats}
+    out = spec.model.module().apply(variables, data.x_train, hp, train=False)
+    return jnp.mean(loss_fn(spec, hp, out, data.y_train))
+
+
+def objective_value(spec: TrainSpec, data: TrainData, hp, state: TrainState,
+                    objective: str | Callable[..., Any] = "final_val_loss") -> jax.Array:
+    """Scalar objective of a final state.
+
+    Args:
+      objective: ``"final_val_loss"`` (:func:`hsens_jax.train.evaluate`'s loss),
+        ``"final_train_loss"`` (:func:`full_train_loss`), or a callable
+        ``objective(spec, data, hp, state) -> scalar``.
+    """
+    if callable(objective):
+        return jnp.asarray(objective(spec, data, hp, state))
+    if objective == "final_val_loss":
+        return evaluate(spec, data, hp, state)[0]
+    if objective == "final_train_loss":
+        return full_train_loss(spec, data, hp, state.params, state.batch_stats)
+    raise ValueError(f"objective={objective!r}: choose from {OBJECTIVES} or pass a callable")
+
+
+def unrolled_objective(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, ...], *,
+                       objective="final_val_loss", checkpoint_every=None, truncate=None):
+    """``f(x) -> (Y, diverged)`` with ``x`` a dict of the ``wrt`` hyperparameters.
+
+    The other entries of ``hp`` are held fixed. ``f`` is what :func:`unrolled_gradient`
+    differentiates and what the tests difference numerically.
+    """
+
+    def f(x):
+        h = {**hp, **x}
+        state = final_state(spec, data, h, key, checkpoint_every=checkpoint_every, truncate=truncate)
+        return objective_value(spec, data, h, state, objective), state.diverged
+
+    return f
+
+
+def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, ...], *,
+                      mode: str = "checkpointed", objective="final_val_loss",
+                      checkpoint_every: int | None = None, truncate: int | None = None):
+    """Hypergradient through the unrolled training run (pure; jit/vmap-able).
+
+    Args:
+      spec, data, hp, key: as in :func:`hsens_jax.train.train`; ``hp`` from
+        :func:`hsens_jax.train.hp_from_values` (scalars: one configuration).
+      wrt: names among :data:`DIFFERENTIABLE`.
+      mode: ``"reverse"``, ``"checkpointed"``, ``"forward"`` or ``"truncated"``.
+      objective: see :func:`objective_value`.
+      checkpoint_every: segment length (``"checkpointed"``: default
+        :func:`default_segment`; ``"truncated"``: optional).
+      truncate: number of final steps differentiated through (``"truncated"`` only).
+    Returns:
+      ``(value, grad, diverged)``: the objective, a dict ``name -> dY/dname`` (raw
+      coordinates), and the engine's divergence flag.
+
+    References:
+      Maclaurin et al. 2015 (reverse); Franceschi et al. 2017 (forward and reverse);
+      Chen et al. 2016 (sqrt(T) checkpointing); Wu et al. 2018 (truncation bias).
+    """
+    x0 = {n: hp[n] for n in wrt}
+    if mode == "checkpointed":
+        checkpoint_every = checkpoint_every or default_segment(spec.n_steps)
+    elif mode in ("reverse", "forward"):
+        checkpoint_every = None
+    f = unrolled_objective(spec, data, hp, key, wrt, objective=objective,
+                           checkpoint_every=checkpoint_every,
+                           truncate=truncate if mode == "truncated" else None)
+    if mode == "forward":
+        def f_aux(x):
+            y, div = f(x)
+            return y, (y, div)
+
+        grad, (value, diverged) = jax.jacfwd(f_aux, has_aux=True)(x0)
+    elif mode in ("reverse", "checkpointed", "truncated"):
+        (value, diverged), grad = jax.value_and_grad(f, has_aux=True)(x0)
+    else:
+        raise ValueError(f"mode={mode!r}: unrolled modes are 'reverse', 'checkpointed', 'forward', 'truncated'")
+    return value, grad, diverged
