@@ -28,6 +28,12 @@ import optax
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 """Names :func:`make_optimizer` understands."""
 
+_EPS_ROOT = 1e-30
+"""Added under Adam's square root: a parameter whose gradient is always exactly zero (a
+masked unit, a constant input pixel) keeps a zero second moment, where sqrt has an
+infinite derivative; hypergradients through it would be 0 * inf = NaN. The shift changes
+training by ~1e-15 relative."""
+
 HYPERPARAMETERS = ("learning_rate", "momentum", "b1", "b2", "eps", "weight_decay", "rms_decay")
 """Numeric optimizer hyperparameters, each a scalar per configuration."""
 
@@ -41,9 +47,9 @@ def _single(name: str, learning_rate, momentum, b1, b2, eps, weight_decay, rms_d
     if name == "nesterov":
         return optax.chain(l2, optax.sgd(learning_rate, momentum=momentum, nesterov=True))
     if name == "adam":
-        return optax.chain(l2, optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
+        return optax.chain(l2, optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=_EPS_ROOT))
     if name == "adamw":
-        return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+        return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=_EPS_ROOT, weight_decay=weight_decay)
     if name == "rmsprop":
         return optax.chain(l2, optax.rmsprop(learning_rate, decay=rms_decay, eps=eps))
     raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")

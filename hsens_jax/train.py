@@ -428,17 +428,27 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     return merged, jnp.where(ok, loss, jnp.nan)
 
 
-def step(spec: TrainSpec, data: TrainData, hp, carry: Carry, t) -> Carry:
-    """Loop body at step ``t``: new permutation at epoch starts, a train step, maybe a validation."""
+def batch_indices(spec: TrainSpec, keys, perm, t):
+    """The examples and dropout key of step ``t``: ``(perm, batch_idx, dropout_key)``.
+
+    ``keys`` are the (init, data order, dropout) keys of :func:`init_carry`; ``perm`` is the
+    current epoch's permutation, redrawn (from the data-order key and the epoch) at the
+    first step of each epoch.
+    """
     spe = spec.steps_per_epoch
     epoch, pos = t // spe, t % spe
     perm = jax.lax.cond(
         pos == 0,
-        lambda: jax.random.permutation(jax.random.fold_in(carry.keys[1], epoch), spec.n_train).astype(jnp.int32),
-        lambda: carry.perm,
+        lambda: jax.random.permutation(jax.random.fold_in(keys[1], epoch), spec.n_train).astype(jnp.int32),
+        lambda: perm,
     )
     batch_idx = jax.lax.dynamic_slice(perm, (pos * spec.batch_size,), (spec.batch_size,))
-    dropout_key = jax.random.fold_in(carry.keys[2], t)
+    return perm, batch_idx, jax.random.fold_in(keys[2], t)
+
+
+def step(spec: TrainSpec, data: TrainData, hp, carry: Carry, t) -> Carry:
+    """Loop body at step ``t``: new permutation at epoch starts, a train step, maybe a validation."""
+    perm, batch_idx, dropout_key = batch_indices(spec, carry.keys, carry.perm, t)
     state, loss = train_step(spec, data, hp, carry.state, batch_idx, dropout_key, t)
 
     rec = carry.record

@@ -1,11 +1,6 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The tests train tiny networks for a few steps: XLA's compile time dominates their run
-# time, and its backend optimizations buy nothing there. (Numerics are unaffected.)
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")

@@ -50,7 +50,16 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from hsens_jax.train import TrainData, TrainSpec, TrainState, evaluate, init_carry, loss_fn, train_step
+from hsens_jax.train import (
+    TrainData,
+    TrainSpec,
+    TrainState,
+    batch_indices,
+    evaluate,
+    init_carry,
+    loss_fn,
+    train_step,
+)
 
 MODES = ("reverse", "checkpointed", "forward", "truncated", "implicit")
 """Ways to compute a hypergradient (``"implicit"`` lives in :mod:`.implicit`)."""
@@ -79,25 +88,12 @@ class LoopState(NamedTuple):
     perm: jax.Array  # current epoch's permutation of the training set
 
 
-def _batch(spec: TrainSpec, keys, perm, t):
-    """Batch indices and dropout key of step ``t``, as in :func:`hsens_jax.train.step`."""
-    spe = spec.steps_per_epoch
-    epoch, pos = t // spe, t % spe
-    perm = jax.lax.cond(
-        pos == 0,
-        lambda: jax.random.permutation(jax.random.fold_in(keys[1], epoch), spec.n_train).astype(jnp.int32),
-        lambda: perm,
-    )
-    batch_idx = jax.lax.dynamic_slice(perm, (pos * spec.batch_size,), (spec.batch_size,))
-    return perm, batch_idx, jax.random.fold_in(keys[2], t)
-
-
 def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int) -> LoopState:
     """Steps ``t0, ..., t0 + n - 1`` (``t0`` may be traced, ``n`` static); the step index is
     carried rather than scanned over, so no array of length ``n`` is allocated."""
     def body(carry, _):
         loop, t = carry
-        perm, idx, dropout_key = _batch(spec, keys, loop.perm, t)
+        perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t)
         state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t)
         return (LoopState(state, perm), t + 1), None
 
