@@ -34,5 +34,6 @@ def test_sobol_over_a_space_of_trainings(small_digits):
     # parameter count is a function of width alone: its indices carry all the variance
     S1, ST = np.asarray(res.S1), np.asarray(res.ST)
     assert ST[2] > 0.5 and S1[2] > 0.5
-    np.testing.assert_array_equal(ST[:2], 0)  # f(AB_i) == f(A) exactly for the others
-    np.testing.assert_array_equal(S1[:2], 0)
+    # f(AB_i) == f(A) exactly for the others: zero up to float32 rounding of the centring
+    np.testing.assert_allclose(ST[:2], 0, atol=1e-6)
+    np.testing.assert_allclose(S1[:2], 0, atol=1e-6)

@@ -88,6 +88,13 @@ def test_hypergradient_dgsm_on_training(x64):
     np.testing.assert_allclose(res.total_upper_bound, bound)
     np.testing.assert_array_equal(res.bounds[0], [0.05, 0.5])
     np.testing.assert_array_equal(res.log, [True, False, True, False, False, False])
+    # the sensitivity module's DGSM, fed the unit-cube hypergradients, gives the same indices
+    from hsens_jax.sensitivity import dgsm_indices
+
+    d = len(RUNGE_WRT)
+    via_sensitivity = dgsm_indices(res.unit_gradients, res.Y, np.tile([0.0, 1.0], (d, 1)), names=RUNGE_WRT)
+    np.testing.assert_allclose(via_sensitivity.vi, res.nu, rtol=1e-12)
+    np.testing.assert_allclose(via_sensitivity.dgsm, res.total_upper_bound, rtol=1e-12)
 
 
 def test_hypergradient_dgsm_checks_arguments():
