@@ -161,6 +161,19 @@ class _MaskedLayer(nn.Module):
         return a
 
 
+def _masked_stack(net, h, hp, conv: bool, prefix: str, train: bool):
+    """The hidden layers of ``net`` (an MLP or CNN, inside its compact call): layer ``l``
+    has ``hp["widths"][l]`` active units and is the identity where ``l >= hp["depth"]``."""
+    in_width = h.shape[-1]
+    for layer in range(net.max_depth):
+        width = hp["widths"][layer]
+        out = _MaskedLayer(net.max_width, conv, net.activations, net.dropout, net.batch_norm,
+                           name=f"{prefix}_{layer}")(h, hp, in_width, width, train)
+        h = out if layer == 0 else jnp.where(layer < hp["depth"], out, h)
+        in_width = width
+    return h
+
+
 class MLP(nn.Module):
     """Multi-layer perceptron of up to ``max_depth`` hidden layers of ``max_width`` units.
 
@@ -179,14 +192,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x, hp, train: bool = False):
-        h = x.reshape(x.shape[0], -1)
-        in_width = h.shape[-1]
-        for layer in range(self.max_depth):
-            width = hp["widths"][layer]
-            out = _MaskedLayer(self.max_width, False, self.activations, self.dropout, self.batch_norm,
-                               name=f"hidden_{layer}")(h, hp, in_width, width, train)
-            h = out if layer == 0 else jnp.where(layer < hp["depth"], out, h)
-            in_width = width
+        h = _masked_stack(self, x.reshape(x.shape[0], -1), hp, False, "hidden", train)
         return _Output(self.n_out, name="output")(h, hp, _last_width(hp))
 
 
@@ -207,15 +213,7 @@ class CNN(nn.Module):
     def __call__(self, x, hp, train: bool = False):
         if x.ndim != 4:
             raise ValueError(f"CNN expects images (batch, H, W, C); got shape {x.shape}")
-        h = x
-        in_width = x.shape[-1]
-        for block in range(self.max_depth):
-            width = hp["widths"][block]
-            out = _MaskedLayer(self.max_width, True, self.activations, self.dropout, self.batch_norm,
-                               name=f"conv_{block}")(h, hp, in_width, width, train)
-            h = out if block == 0 else jnp.where(block < hp["depth"], out, h)
-            in_width = width
-        h = h.mean(axis=(1, 2))
+        h = _masked_stack(self, x, hp, True, "conv", train).mean(axis=(1, 2))
         return _Output(self.n_out, name="output")(h, hp, _last_width(hp))
 
 
