@@ -24,12 +24,10 @@ Usage: python benchmarks/bench_sweep.py [--quick] [--skip-sklearn] [--out benchm
 
 from __future__ import annotations
 
-import os
-import sys
-
 import argparse
 import itertools
 import json
+import os
 import platform
 import time
 from pathlib import Path

@@ -48,7 +48,7 @@ import hsens_jax
 from hsens_jax.models import ACTIVATIONS, ModelSpec
 from hsens_jax.optimizers import OPTIMIZERS
 from hsens_jax.progress import Progress
-from hsens_jax.results import CURVES, SCALARS, RunDirectory, SweepResult, fingerprint
+from hsens_jax.results import CURVES, RunDirectory, SweepResult, fingerprint
 from hsens_jax.space import Space
 from hsens_jax.train import (
     HYPERPARAMETERS,
@@ -221,7 +221,13 @@ def _versions() -> dict[str, str]:
     import flax
     import optax
 
-    return {"hsens_jax": hsens_jax.__version__, "jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        jaxlib = version("jaxlib")
+    except PackageNotFoundError:  # pragma: no cover - jaxlib always accompanies jax
+        jaxlib = "unknown"
+    return {"hsens_jax": hsens_jax.__version__, "jax": jax.__version__, "jaxlib": jaxlib,
             "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 

@@ -4,7 +4,6 @@ The unit-cube maps are checked against independent float64 NumPy formulas writte
 """
 
 import json
-import math
 
 import numpy as np
 import pytest

@@ -75,7 +75,7 @@ import dataclasses
 import math
 import numbers
 from functools import partial
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp

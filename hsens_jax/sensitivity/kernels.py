@@ -35,7 +35,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 __all__ = [
     "MEDIAN_MAX_ROWS",
