@@ -165,7 +165,7 @@ def main(argv=None) -> int:
                 "data": {"name": "digits"},
                 "budget": {"epochs": args.epochs},
                 "design": {"kind": "sobol", "n": args.n_configs, "seed": 0},
-                "sweep": {"n_seeds": args.seeds, "chunk_size": 256, "output": args.output},
+                "sweep": {"n_seeds": args.seeds, "chunk_size": 64, "output": args.output},
                 "space": DEMO_SPACE,
             }, source="hsens demo")
             result = _sweep(config, args.output, args.overwrite, not args.no_progress, args.top)

@@ -56,3 +56,17 @@ def test_errors_are_one_line_with_status_2(tmp_path, capsys):
     assert main(["sweep", str(bad), "--no-progress", "--output", str(tmp_path / "o")]) == 2
     assert "'lr'" in capsys.readouterr().err
     assert main(["show", str(tmp_path)]) == 2
+
+
+def test_demo_runs_end_to_end_small(tmp_path, capsys):
+    """The README's main command, shrunk: sweep, best-configurations table, HSIC analysis, plots."""
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--n-configs", "16", "--epochs", "1", "--output", str(out_dir), "--permutations", "50",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Best configurations" in out and "R2-HSIC" in out and "learning_rate" in out
+    for name in ("results.npz", "results.csv", "meta.json", "sensitivity.json", "sensitivity_final_val_loss.png"):
+        assert (out_dir / name).exists(), name
+    # a second run resumes from the saved chunks instead of training again
+    assert main(["demo", "--n-configs", "16", "--epochs", "1", "--output", str(out_dir), "--permutations", "50",
+                 "--no-progress", "--no-plot"]) == 0
