@@ -388,7 +388,10 @@ def evaluate(spec: TrainSpec, data: TrainData, hp, state: TrainState):
             correct = jnp.zeros((), out.dtype)
         return loss, correct
 
-    losses, corrects = jax.lax.map(one, (xs, ys, ws))
+    if xs.shape[0] == 1:  # one batch: no loop to compile
+        losses, corrects = jax.tree.map(lambda a: a[None], one((xs[0], ys[0], ws[0])))
+    else:
+        losses, corrects = jax.lax.map(one, (xs, ys, ws))
     total = jnp.sum(data.val_weight)
     acc = jnp.sum(corrects) / total if spec.task == "classification" else jnp.full((), jnp.nan, total.dtype)
     return jnp.sum(losses) / total, acc
