@@ -15,8 +15,11 @@ For each input column ``X_i`` (or group of columns) and the output ``Y`` this mo
 Computation
 -----------
 No ``n x n`` matrix product is ever formed, and no ``n x n`` matrix is held unless asked for
-(``tile_size=n``).  With ``K`` the Gram matrix of an input and ``L`` that of the output, two
-passes are made over square ``(b, b)`` blocks ``(I, J)``, ``I <= J`` only (all the matrices
+(``tile_size=n``).  The unweighted V-statistic without Gamma p-values (the common case) takes
+a single pass (``_single_pass_v``: kernels shifted by approximate row means from a column
+subsample, then the exact centring identity; each kernel entry is computed once).  Otherwise,
+with ``K`` the Gram matrix of an input and ``L`` that of the output, two passes are made over
+square ``(b, b)`` blocks ``(I, J)``, ``I <= J`` only (all the matrices
 are symmetric; an off-diagonal block also stands for its mirror image):
 
 1. row sums ``K w`` and ``L w`` (``w`` the conditional weights, ``w = 1`` otherwise);
