@@ -277,6 +277,7 @@ def _block_pairs(n, b):
 
 
 _CENTRE_SAMPLE = 256
+SINGLE_PASS_TILE_ELEMENTS = 2 ** 19
 
 
 def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt):
@@ -798,10 +799,14 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     X, Z, theta, theta_z, w = (jnp.asarray(a) for a in (X, Z, theta, theta_z, w))
     Xt = X.T
     gr = groups.astype(X.dtype) if has_groups else jnp.zeros((1, d), X.dtype)
+    single = estimator == "V" and pvalue != "gamma" and not weighted
+    # the single pass keeps a kernel block and its products live at once: smaller blocks
+    # stay in cache (measured on 2 cores: 2^19 elements per block beats 2^21 by ~30%)
+    core_block = int(min(n, max(32, math.isqrt(SINGLE_PASS_TILE_ELEMENTS // g)))) \
+        if single and tile_size is None else block
     res = _hsic_core(Xt, theta, gr, Z, theta_z, w, estimator=estimator, out_kind=out_kind,
-                     cat=cat_s, block=block, want_gamma=(pvalue == "gamma"),
-                     has_groups=has_groups,
-                     single_pass=(estimator == "V" and pvalue != "gamma" and not weighted))
+                     cat=cat_s, block=core_block, want_gamma=(pvalue == "gamma"),
+                     has_groups=has_groups, single_pass=single)
     pv = jnp.full((g,), jnp.nan, X.dtype)
     if pvalue == "gamma":
         pv = _gamma_sf(res, X.dtype)
