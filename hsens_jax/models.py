@@ -174,7 +174,18 @@ def _masked_stack(net, h, hp, conv: bool, prefix: str, train: bool):
     return h
 
 
-class MLP(nn.Module):
+class _MaskedNet(nn.Module):
+    """Fields shared by the MLP and the CNN: their largest size and which features exist."""
+
+    max_width: int
+    max_depth: int
+    n_out: int
+    activations: tuple[str, ...] = ("relu",)
+    dropout: bool = True
+    batch_norm: bool = True
+
+
+class MLP(_MaskedNet):
     """Multi-layer perceptron of up to ``max_depth`` hidden layers of ``max_width`` units.
 
     Input: (batch, *input_shape), flattened. Output: (batch, n_out) logits or values.
@@ -183,31 +194,17 @@ class MLP(nn.Module):
     ``activations``.
     """
 
-    max_width: int
-    max_depth: int
-    n_out: int
-    activations: tuple[str, ...] = ("relu",)
-    dropout: bool = True
-    batch_norm: bool = True
-
     @nn.compact
     def __call__(self, x, hp, train: bool = False):
         h = _masked_stack(self, x.reshape(x.shape[0], -1), hp, False, "hidden", train)
         return _Output(self.n_out, name="output")(h, hp, _last_width(hp))
 
 
-class CNN(nn.Module):
+class CNN(_MaskedNet):
     """Small CNN: up to ``max_depth`` 3x3 conv blocks of ``max_width`` channels.
 
     Input: (batch, H, W, C) images. Output: (batch, n_out). See the module docstring.
     """
-
-    max_width: int
-    max_depth: int
-    n_out: int
-    activations: tuple[str, ...] = ("relu",)
-    dropout: bool = True
-    batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x, hp, train: bool = False):
