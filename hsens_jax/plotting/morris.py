@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hsens_jax.plotting._labels import input_names, output_column
+
 
 def plot_morris(result, names=None, ax=None, *, output: int = 0, annotate: bool = True):
     """Scatter of ``mu_star`` (x) against ``sigma`` (y), with ``mu_star_conf`` error bars.
@@ -23,14 +25,11 @@ def plot_morris(result, names=None, ax=None, *, output: int = 0, annotate: bool 
     import matplotlib.pyplot as plt
 
     def pick(a):
-        a = np.asarray(a, dtype=float)
-        return a[..., output] if a.ndim == 2 else a
+        return output_column(a, output)
 
     ms, sg = pick(result.mu_star), pick(result.sigma)
     d = ms.shape[0]
-    names = list(getattr(result, "names", None) or [f"x{i + 1}" for i in range(d)]) if names is None else list(names)
-    if len(names) != d:
-        raise ValueError(f"names has {len(names)} entries, result has {d} inputs")
+    names = input_names(result, names, d)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.0))
     conf = getattr(result, "mu_star_conf", None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hsens_jax.plotting._labels import input_names, output_column
+
 
 def plot_sobol(result, names=None, ax=None, *, output: int = 0, interval: str = "ci"):
     """S1 and ST bars per input with bootstrap intervals.
@@ -25,14 +27,11 @@ def plot_sobol(result, names=None, ax=None, *, output: int = 0, interval: str = 
         raise ValueError(f"interval must be 'ci' or 'conf', got {interval!r}")
 
     def pick(a):
-        a = np.asarray(a, dtype=float)
-        return a[..., output] if a.ndim == 2 else a
+        return output_column(a, output)
 
     S1, ST = pick(result.S1), pick(result.ST)
     d = S1.shape[0]
-    names = list(getattr(result, "names", None) or [f"x{i + 1}" for i in range(d)]) if names is None else list(names)
-    if len(names) != d:
-        raise ValueError(f"names has {len(names)} entries, result has {d} inputs")
+    names = input_names(result, names, d)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4.0, 0.6 * d + 2), 3.2))
     x = np.arange(d)
