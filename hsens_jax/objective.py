@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from hsens_jax.results import reduce_seeds
 from hsens_jax.space import Space
 from hsens_jax.sweep import run_sweep
 
@@ -57,19 +58,8 @@ def sweep_objective(
             m = np.array(result.metrics[name], dtype=float)
             if diverged_value is not None and m.ndim == 2:
                 m = np.where(result.metrics["diverged"], diverged_value, m)
-            cols.append(result.objective(name, reduce) if m.ndim == 1 else _reduce(m, reduce))
+            cols.append(result.objective(name, reduce) if m.ndim == 1 else reduce_seeds(m, reduce))
         return cols[0] if isinstance(objective, str) else np.stack(cols, axis=1)
 
     f.last_result = None
     return f
-
-
-def _reduce(m: np.ndarray, reduce: str) -> np.ndarray:
-    fns = {"mean": np.nanmean, "median": np.nanmedian, "min": np.nanmin, "max": np.nanmax}
-    if reduce not in fns:
-        raise ValueError(f"reduce must be one of {sorted(fns)}, got {reduce!r}")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return fns[reduce](m, axis=1)

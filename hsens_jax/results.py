@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,15 +73,7 @@ class SweepResult:
             return m
         if m.ndim != 2:
             raise ValueError(f"{name!r} is a curve, not a scalar objective")
-        fns = {"mean": np.nanmean, "median": np.nanmedian, "min": np.nanmin, "max": np.nanmax}
-        if reduce not in fns:
-            raise ValueError(f"reduce must be one of {sorted(fns)}, got {reduce!r}")
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return fns[reduce](m, axis=1)
+        return reduce_seeds(m, reduce)
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per (configuration, seed): decoded hyperparameters and scalar metrics."""
@@ -162,6 +155,16 @@ def load_results(path: str | os.PathLike) -> SweepResult:
         metrics = {n: f[n] for n in f.files if n != "seeds"}
         seeds = f["seeds"]
     return SweepResult(space, configs, seeds, metrics, meta)
+
+
+def reduce_seeds(m: np.ndarray, reduce: str = "mean") -> np.ndarray:
+    """Combine a (K, S) metric over its seeds: ``mean``, ``median``, ``min`` or ``max`` (NaN-aware)."""
+    fns = {"mean": np.nanmean, "median": np.nanmedian, "min": np.nanmin, "max": np.nanmax}
+    if reduce not in fns:
+        raise ValueError(f"reduce must be one of {sorted(fns)}, got {reduce!r}")
+    with warnings.catch_warnings():  # an all-NaN row (every seed diverged) stays NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fns[reduce](np.asarray(m, float), axis=1)
 
 
 class RunDirectory:
