@@ -119,8 +119,12 @@ def run_hsens(X, y, folds, epochs=300, batch=200, seed=42, group_by=()):
     def build(members):
         sub = [configs[i] for i in members]
         arch = [c[0] for c in sub]
-        model = ModelSpec("mlp", max(max(a) for a in arch), max(len(a) for a in arch), 2, (X.shape[1],),
-                          activations=tuple(a for a in ("relu", "tanh") if a in {c[1] for c in sub}))
+        depth = max(len(a) for a in arch)
+        # one depth in the program: build each layer at its own largest size (exact (100, 50))
+        layer_widths = tuple(max(a[l] for a in arch) for l in range(depth)) if all(len(a) == depth for a in arch) else ()
+        model = ModelSpec("mlp", max(max(a) for a in arch), depth, 2, (X.shape[1],),
+                          activations=tuple(a for a in ("relu", "tanh") if a in {c[1] for c in sub}),
+                          layer_widths=layer_widths)
         opts = tuple(o for o in ("nesterov", "adam") if o in {"adam" if c[2] == "adam" else "nesterov" for c in sub})
         spec = TrainSpec(model, "classification", batch_size=batch, n_steps=epochs * (n_train // batch),
                          n_train=n_train, optimizers=opts, n_evals=10, eval_batch_size=n_val)

@@ -30,6 +30,14 @@ What masking cannot do is change array shapes: the input shape, the number of
 outputs and the batch size are static. The sweep engine compiles one program per
 batch size and training length (see :mod:`hsens_jax.sweep`).
 
+Per-layer sizes: by default every hidden layer is built ``max_width`` wide. When all
+configurations of a program have the same depth, ``ModelSpec.layer_widths`` builds
+layer ``l`` at its own largest width instead (a sweep over ``hidden_layer_sizes``
+such as ``(100, 50)`` then multiplies 100x50 matrices, not 100x100 ones). Depth
+masking needs equal widths on both sides of a skipped layer, so a program with
+unequal ``layer_widths`` runs every configuration at full depth (checked by
+:func:`hsens_jax.train.hp_from_values`).
+
 Initialization: weights are ``init_scale * N(0, 1) / sqrt(fan_in)`` (LeCun normal for
 ``init_scale = 1``; He normal for ``sqrt(2)``), where ``fan_in`` counts only *active*
 inputs; biases start at zero.
@@ -163,13 +171,15 @@ class _MaskedLayer(nn.Module):
 
 def _masked_stack(net, h, hp, conv: bool, prefix: str, train: bool):
     """The hidden layers of ``net`` (an MLP or CNN, inside its compact call): layer ``l``
-    has ``hp["widths"][l]`` active units and is the identity where ``l >= hp["depth"]``."""
+    has ``hp["widths"][l]`` active units and is the identity where ``l >= hp["depth"]``
+    (where the layer keeps the array's width; see ``ModelSpec.layer_widths``)."""
     in_width = h.shape[-1]
+    sizes = net.layer_widths or (net.max_width,) * net.max_depth
     for layer in range(net.max_depth):
         width = hp["widths"][layer]
-        out = _MaskedLayer(net.max_width, conv, net.activations, net.dropout, net.batch_norm,
+        out = _MaskedLayer(sizes[layer], conv, net.activations, net.dropout, net.batch_norm,
                            name=f"{prefix}_{layer}")(h, hp, in_width, width, train)
-        h = out if layer == 0 else jnp.where(layer < hp["depth"], out, h)
+        h = out if layer == 0 or out.shape != h.shape else jnp.where(layer < hp["depth"], out, h)
         in_width = width
     return h
 
@@ -183,6 +193,7 @@ class _MaskedNet(nn.Module):
     activations: tuple[str, ...] = ("relu",)
     dropout: bool = True
     batch_norm: bool = True
+    layer_widths: tuple[int, ...] = ()
 
 
 class MLP(_MaskedNet):
@@ -249,6 +260,9 @@ class ModelSpec:
       activations: the activation names configurations choose from.
       dropout: whether any configuration uses dropout (False compiles it out).
       batch_norm: whether any configuration uses batch norm (False compiles it out).
+      layer_widths: optional built size of each hidden layer, ``max_depth`` entries with
+        maximum ``max_width``; empty (the default) builds every layer ``max_width`` wide.
+        Unequal sizes require every configuration to use the full depth.
     """
 
     kind: str
@@ -259,6 +273,7 @@ class ModelSpec:
     activations: tuple[str, ...] = ("relu",)
     dropout: bool = False
     batch_norm: bool = False
+    layer_widths: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.kind not in ("mlp", "cnn"):
@@ -268,12 +283,26 @@ class ModelSpec:
         for a in self.activations:
             if a not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {a!r}; choose from {tuple(ACTIVATIONS)}")
+        if self.layer_widths:
+            lw = tuple(int(w) for w in self.layer_widths)
+            if len(lw) != self.max_depth or min(lw) < 1 or max(lw) != self.max_width:
+                raise ValueError(
+                    f"layer_widths={self.layer_widths} must give {self.max_depth} positive sizes "
+                    f"(one per hidden layer) whose largest is max_width={self.max_width}"
+                )
+            object.__setattr__(self, "layer_widths", lw)
         if self.kind == "cnn" and len(self.input_shape) != 3:
             raise ValueError(f"the CNN needs image inputs (H, W, C); got input shape {self.input_shape}")
 
     def module(self) -> nn.Module:
         cls = MLP if self.kind == "mlp" else CNN
-        return cls(self.max_width, self.max_depth, self.n_out, self.activations, self.dropout, self.batch_norm)
+        return cls(self.max_width, self.max_depth, self.n_out, self.activations, self.dropout, self.batch_norm,
+                   self.layer_widths)
+
+    @property
+    def full_depth_only(self) -> bool:
+        """Whether unequal ``layer_widths`` forbid configurations shallower than ``max_depth``."""
+        return len(set(self.layer_widths)) > 1
 
     def parameter_count(self, widths, depth, batch_norm):
         """Trainable parameters of the active network.

@@ -173,10 +173,15 @@ def _plan(dataset, values, seeds, model, group_by, n_evals, eval_batch_size, bud
         sub = {n: v[members] for n, v in values.items()}
         dropout = "dropout" in sub and bool(np.any(sub["dropout"] > 0))
         bn = "batch_norm" in sub and bool(np.any(sub["batch_norm"] > 0))
+        max_depth = int(depth[members].max())
+        # one depth for the whole group: build each layer at its own largest size
+        layer_widths = (tuple(int(w) for w in widths[members][:, :max_depth].max(0))
+                        if np.all(depth[members] == max_depth) else ())
         mspec = ModelSpec(
             kind=model,
             max_width=int(widths[members].max()),
-            max_depth=int(depth[members].max()),
+            max_depth=max_depth,
+            layer_widths=layer_widths,
             n_out=dataset.output_dim,
             input_shape=tuple(dataset.input_shape),
             activations=_ordered(sub.get("activation", [HYPERPARAMETERS["activation"]]), tuple(ACTIVATIONS)),
@@ -305,6 +310,7 @@ def run_sweep(
         "space": space.to_dict(),
         "groups": [{"batch_size": g.spec.batch_size, "n_steps": g.spec.n_steps, "n_runs": int(len(g.runs)),
                     "max_width": g.spec.model.max_width, "max_depth": g.spec.model.max_depth,
+                    "layer_widths": list(g.spec.model.layer_widths),
                     "optimizers": list(g.spec.optimizers), "key": list(g.key)} for g in groups],
     }
     store = RunDirectory(run_dir) if run_dir is not None else None

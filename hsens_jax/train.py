@@ -218,7 +218,29 @@ def hp_from_values(values: dict[str, Any], spec: TrainSpec, dtype=None) -> dict[
         out["width"] = out["widths"][..., 0]
     else:
         out["widths"] = jnp.broadcast_to(out["width"][..., None], shape + (spec.model.max_depth,))
+    _check_layer_widths(spec.model, out)
     return out
+
+
+def _check_layer_widths(model: ModelSpec, hp) -> None:
+    """Configurations must fit a program built with per-layer sizes (``model.layer_widths``)."""
+    if not model.layer_widths:
+        return
+    widths = np.asarray(hp["widths"])
+    depth = np.asarray(hp["depth"])
+    active = np.arange(model.max_depth) < depth[..., None]
+    too_wide = active & (widths > np.asarray(model.layer_widths))
+    if np.any(too_wide):
+        layer = int(np.nonzero(too_wide)[-1][0])
+        raise ValueError(
+            f"hidden layer {layer} asks for {widths[too_wide][0]:g} units but this program builds it "
+            f"with {model.layer_widths[layer]} (layer_widths={model.layer_widths})"
+        )
+    if model.full_depth_only and np.any(depth != model.max_depth):
+        raise ValueError(
+            f"depth {np.asarray(depth)[depth != model.max_depth].ravel()[0]:g}: a program with unequal "
+            f"layer_widths={model.layer_widths} trains only networks of depth {model.max_depth}"
+        )
 
 
 def parse_layer_sizes(value) -> tuple[int, ...]:

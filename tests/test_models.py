@@ -79,10 +79,12 @@ def test_parameter_count_and_flops_match_the_built_network(small_digits):
             m = ModelSpec(kind, max(widths), depth, 10, tuple(ds.input_shape), batch_norm=bn)
             spec = TrainSpec(m, "classification", 32, 1, ds.n_train)
             hp = hp_from_values({"hidden_layer_sizes": ",".join(map(str, widths))}, spec)
-            if len(set(widths)) == 1:  # a network built exactly at this size: count its parameters
-                params = m.module().init({"params": jax.random.key(0)}, jnp.zeros((1, *ds.input_shape)), hp)["params"]
-                n = sum(x.size for x in jax.tree.leaves(params))
-                assert m.parameter_count(np.array(widths, float), depth, bn) == n
+            # a network built exactly at this size (per-layer sizes): count its parameters
+            exact = ModelSpec(kind, max(widths), depth, 10, tuple(ds.input_shape), batch_norm=bn,
+                              layer_widths=tuple(widths))
+            params = exact.module().init({"params": jax.random.key(0)}, jnp.zeros((1, *ds.input_shape)), hp)["params"]
+            n = sum(x.size for x in jax.tree.leaves(params))
+            assert m.parameter_count(np.array(widths, float), depth, bn) == n
             w = np.array(widths, float)
             k = 1 if kind == "mlp" else 9
             fan_in = np.concatenate([[64 if kind == "mlp" else 1], w[:-1]])
@@ -90,6 +92,45 @@ def test_parameter_count_and_flops_match_the_built_network(small_digits):
             assert m.parameter_count(w, depth, bn) == expected
             flops = 2 * (np.sum(fan_in * w) * (1 if kind == "mlp" else 64 * 9) + w[-1] * 10)
             assert m.flops_per_example(w, depth) == flops
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_per_layer_sizes_equal_the_uniform_masked_program_float64(small_digits, kind):
+    """A program built with layer_widths=(w1, w2) trains the (w1, w2) network exactly as
+    the uniform max-width masked program does (1e-10 relative in float64), including
+    narrower configurations masked inside it."""
+    ds = small_digits
+    sizes = (9, 5) if kind == "mlp" else (4, 3)
+    uniform = _spec(ds, kind, max(sizes), 2, activations=("relu", "tanh"))
+    per_layer = _spec(ds, kind, max(sizes), 2, activations=("relu", "tanh"), layer_widths=sizes)
+    values = {"hidden_layer_sizes": np.array([f"{sizes[0]},{sizes[1]}", f"{sizes[0] - 2},{sizes[1] - 1}"], dtype=object),
+              "activation": np.array(["tanh", "relu"])}
+    with jax.enable_x64(True):
+        data = prepare_data(ds)
+        key = jax.random.key(11)
+        run = lambda spec: jax.jit(jax.vmap(lambda h: train(spec, data, h, key)))(hp_from_values(values, spec))
+        a, b = run(uniform), run(per_layer)
+        for name in ("train_curve", "val_loss_curve", "val_accuracy_curve"):
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-10, err_msg=name)
+        params = per_layer.model.module().init({"params": key}, data.x_train[:1], hp_from_values(
+            {"hidden_layer_sizes": "9,5" if kind == "mlp" else "4,3"}, per_layer))["params"]
+        prefix = "hidden" if kind == "mlp" else "conv"
+        assert params[f"{prefix}_1"]["kernel"].shape[-2:] == sizes
+
+
+def test_per_layer_sizes_reject_configurations_that_do_not_fit(small_digits):
+    spec = _spec(small_digits, "mlp", 10, 2, layer_widths=(10, 4))
+    with pytest.raises(ValueError, match="hidden layer 1 asks for 6 units"):
+        hp_from_values({"hidden_layer_sizes": "10,6"}, spec)
+    with pytest.raises(ValueError, match="depth 1"):
+        hp_from_values({"hidden_layer_sizes": np.array(["10,4", "8"], dtype=object)}, spec)
+    with pytest.raises(ValueError, match="layer_widths"):
+        ModelSpec("mlp", 10, 2, 10, (64,), layer_widths=(10,))
+    with pytest.raises(ValueError, match="layer_widths"):
+        ModelSpec("mlp", 10, 2, 10, (64,), layer_widths=(8, 4))
+    # equal sizes keep depth masking
+    uniform = _spec(small_digits, "mlp", 10, 2, layer_widths=(10, 10))
+    hp_from_values({"hidden_layer_sizes": np.array(["10,4", "8"], dtype=object)}, uniform)
 
 
 def test_model_spec_rejects_bad_input():

@@ -159,3 +159,17 @@ def test_invalid_sweeps_are_rejected_with_the_culprit_named(small_digits, tmp_pa
     with pytest.raises(ValueError, match="optimizer"):
         sp = Space([Categorical("optimizer", ["sgd", "lion"])])
         run_sweep(small_digits, sp, sp.sample(4), fixed=FIXED, progress=False)
+
+
+def test_programs_of_one_depth_are_built_at_per_layer_sizes(small_digits):
+    """hidden_layer_sizes of one depth: the program builds each layer at its own largest size
+    (12x6, not 12x12) and trains the same numbers as the uniform masked program would."""
+    space = Space([Categorical("hidden_layer_sizes", ["12,6", "8,4"]), Float("learning_rate", 1e-3, 1e-1, log=True)])
+    configs = space.sample(4, "random", seed=1)
+    res = run_sweep(small_digits, space, configs, fixed={"steps": 6}, n_evals=2, progress=False)
+    (group,) = res.meta["groups"]
+    assert group["layer_widths"] == [12, 6] and group["max_width"] == 12
+    mixed = Space([Categorical("hidden_layer_sizes", ["12,6", "8"])])
+    res = run_sweep(small_digits, mixed, {"hidden_layer_sizes": np.array([0.0, 1.0])}, fixed={"steps": 6},
+                    n_evals=2, progress=False)
+    assert res.meta["groups"][0]["layer_widths"] == []  # depths differ: uniform layers, depth masked
