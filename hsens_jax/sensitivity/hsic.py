@@ -276,68 +276,220 @@ def _block_pairs(n, b):
 # ----------------------------------------------------------------------------- core (jitted)
 
 
+def _input_gram(xr, xc, cat, groups):
+    """Kernels of all groups between the columns of ``xr`` (c, t) and ``xc`` (c, m): (g, t, m).
+
+    ``xr``, ``xc``: scaled inputs (divided by their bandwidths), columns first; ``cat``: static
+    tuple of bools or None; ``groups``: None (one kernel per column) or a (g, c) 0/1 matrix
+    (product kernels).
+    """
+    diff = xr[:, :, None] - xc[:, None, :]
+    e = diff * diff  # (c, t, m)
+    if cat is not None and any(cat):
+        catm = jnp.asarray(cat)[:, None, None]
+        e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
+    if groups is not None:
+        c_, t_, m_ = e.shape
+        e = (groups @ e.reshape(c_, t_ * m_)).reshape(groups.shape[0], t_, m_)
+    return jnp.exp(-0.5 * e)
+
+
+def _output_gram(zr, zc, out_kind):
+    """Output kernel between ``zr`` (..., t, k) and ``zc`` (..., m, k): (..., t, m).
+
+    ``zr``, ``zc``: outputs divided by their bandwidths (Gaussian) or raw (linear); leading
+    axes (e.g. a batch of permutations) broadcast.
+    """
+    if out_kind == "linear":
+        if zr.shape[-1] == 1:
+            return zr[..., :, 0][..., :, None] * zc[..., :, 0][..., None, :]
+        return jnp.einsum("...tk,...mk->...tm", zr, zc)
+    if zr.shape[-1] == 1:
+        u = zr[..., :, 0][..., :, None] - zc[..., :, 0][..., None, :]
+        return jnp.exp(-0.5 * (u * u))
+    u = zr[..., :, None, :] - zc[..., None, :, :]
+    return jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
+
+
+def _pad_last(a, size):
+    """Pads the last axis of ``a`` to ``size`` with its last value (finite, masked later)."""
+    extra = size - a.shape[-1]
+    if extra == 0:
+        return a
+    return jnp.concatenate([a, jnp.broadcast_to(a[..., -1:], a.shape[:-1] + (extra,))], axis=-1)
+
+
+def _sym_sweep(n, b, body, init, dt):
+    """Runs ``body`` on the square blocks (I, J), I <= J, of side ``b`` of an n x n matrix.
+
+    Every matrix swept here is symmetric, so the lower triangle of blocks is never visited:
+    ``body(r0, c0)`` (block offsets, traced ints) returns ``(sums, rows, cols)`` where ``sums``
+    is a pytree accumulated with weight 1 on the diagonal blocks and 2 off it, ``rows`` (m, b)
+    per-row sums of the block (added to block I) and ``cols`` (m, b) its per-column sums
+    (added to block J when I < J, i.e. the row sums of the mirror block); ``rows`` and
+    ``cols`` may be None.  Returns ``(sums, vec)`` with ``vec`` (m, n) the full row sums (or
+    None).  Cost: ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
+    """
+    nb = -(-n // b)
+    I, J = np.triu_indices(nb)
+    wgt = jnp.asarray(np.where(I == J, 1.0, 2.0), dt)
+
+    def step(acc, args):
+        i, j, wt = args
+        s, r, c = body(i, j)
+        acc = jax.tree_util.tree_map(lambda a, x: a + wt * x, acc, s)
+        return acc, (r, c)
+
+    acc, (R, C) = lax.scan(step, init, (jnp.asarray(I * b), jnp.asarray(J * b), wgt))
+    if R is None:
+        return acc, None
+    C = C * jnp.asarray(I != J, dt)[:, None, None]
+    m = R.shape[1]
+    vec = jnp.zeros((nb, m, b), dt).at[jnp.asarray(I)].add(R).at[jnp.asarray(J)].add(C)
+    return acc, jnp.moveaxis(vec, 0, 1).reshape(m, nb * b)[:, :n]
+
+
 _CENTRE_SAMPLE = 256
 SINGLE_PASS_TILE_ELEMENTS = 2 ** 19
 
 
-def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt):
-    """Unweighted V-statistic, R2 and exact centring vectors in ONE pass over the blocks.
+def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l):
+    """Unweighted V-statistic, R2, exact centring vectors and (optionally) the Gamma moments
+    with ONE pass over the input kernels.
 
-    Kernels are first shifted by approximate row means ``r`` estimated on a strided subsample
-    of ``_CENTRE_SAMPLE`` columns: ``Kt_ij = K_ij - r_i - r_j + mean(r)``. Centring is a
-    projection that removes any such shift (``H Kt H = H K H``), so with ``a = Kt 1``
+    1. Output pre-pass (one kernel of the output, ``n^2 / 2`` entries): exact row sums
+       ``L 1``, hence the exactly centred ``Lc = HLH`` on any block.
+    2. Input shifts ``r``: approximate row means of each input kernel from a strided subsample
+       of ``_CENTRE_SAMPLE`` columns; ``Kt_ij = K_ij - r_i - r_j + mean(r)``.  Centring removes
+       any such shift (``H Kt H = H K H``), so with ``a = Kt 1``::
 
-        sum (HKH)(HLH) = sum Kt Lt - (2/n) a.b + (1'a)(1'b) / n^2
+           sum Kc Lc = sum Kt Lc                        (Lc is exactly centred)
+           sum Kc Kc = sum Kt Kt - (2/n) a.a + (1'a)^2 / n^2
 
-    holds exactly; because ``Kt`` is nearly centred already, the correction terms are small
-    and float32 keeps its accuracy (no cancellation of large uncentred sums), while each
-    kernel entry is computed once instead of twice. Exact row sums follow: ``K 1 = a + n r``.
+       and ``K 1 = a + n r``.  ``Kt`` being nearly centred, the corrections are small and
+       float32 keeps its accuracy; each input kernel entry is computed once.
+    3. Gamma moments (Gretton et al. 2007; OpenTURNS): ``sum_{i != j} (Kc_ij Lc_ij)^2`` with
+       ``Kc_ij = Kt_ij - u_i - u_j``, ``u = a / n - 1'a / (2 n^2)``, ``Q = Lc o Lc``::
+
+           sum_ij Kc^2 Q = sum Kt^2 Q - 4 u.(Kt o Q) 1 + 2 (u o u).Q1 + 2 u'Q u
+
+       the first three accumulated in the same pass (``(Kt o Q) 1``: (g, n)), ``u'Q u`` in a
+       post-pass over the output only (a (g, b) x (b, b) product per block); the diagonal
+       ``i == j`` is subtracted in O(n g) (``K_ii = 1``).
+
+    Cost: ``n^2 (g + 3) / 2`` kernel entries (``g`` inputs + output pre-/main/post-pass) and
+    ``O(n^2 g)`` flops (``~2x`` that with Gamma); memory ``O(g b^2 + g n)``.
     """
     nf = jnp.asarray(n, dt)
+    nb = -(-n // block)
+    N = nb * block
+    padded = N != n
+    g = Xs.shape[0] if G is None else G.shape[0]
+    # ---- input shifts from a column subsample
     m = min(n, _CENTRE_SAMPLE)
     sub = jnp.asarray(np.linspace(0, n - 1, m).round().astype(np.int32))
-    nb = -(-n // block)
-    tiles = jnp.asarray(np.minimum(np.arange(nb * block).reshape(nb, block), n - 1))
-    rk = jax.lax.map(lambda rows: jnp.mean(_input_gram_tile(Xs, rows, cat, G, sub), axis=-1), tiles)
-    rk = jnp.moveaxis(rk, 0, 1).reshape(rk.shape[1], nb * block)[:, :n]  # (g, n)
-    rl = jax.lax.map(lambda rows: jnp.mean(_output_gram_tile(Zs, rows, sub, out_kind), axis=-1), tiles)
-    rl = rl.reshape(nb * block)[:n]
-    rk_bar, rl_bar = jnp.mean(rk, axis=1), jnp.mean(rl)
-    g = rk.shape[0]
-    pairs = _block_pairs(n, block)
+    tiles = jnp.asarray(np.minimum(np.arange(N).reshape(nb, block), n - 1))
+    rk = lax.map(lambda rows: jnp.mean(_input_gram_tile(Xs, rows, cat, G, sub), axis=-1), tiles)
+    rk = jnp.moveaxis(rk, 0, 1).reshape(g, N)[:, :n]  # (g, n)
+    rk_bar = jnp.mean(rk, axis=1)
+    Xp, Zp = _pad_last(Xs, N), _pad_last(Zs.T, N).T  # (c, N), (N, k)
+    valid = jnp.asarray(np.arange(N) < n, dt)
 
-    def body(carry, args):
-        a, b, sxy, sxx, syy = carry
-        rows, cols_, vr, vc, wgt = args
-        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)
-        Kt = Kt - rk[:, rows][:, :, None] - rk[:, cols_][:, None, :] + rk_bar[:, None, None]
-        Lt = _output_gram_tile(Zs, rows, cols_, out_kind) - rl[rows][:, None] - rl[cols_][None, :] + rl_bar
-        vrf, vcf = vr.astype(dt), vc.astype(dt)
-        mask = vrf[:, None] * vcf[None, :]
-        Kt, Lt = Kt * mask, Lt * mask
-        off = (wgt > 1.5).astype(dt)
-        a = a.at[:, rows].add(jnp.sum(Kt, axis=-1))
-        a = a.at[:, cols_].add(off * jnp.sum(Kt, axis=-2))
-        b = b.at[rows].add(jnp.sum(Lt, axis=-1))
-        b = b.at[cols_].add(off * jnp.sum(Lt, axis=-2))
-        sxy = sxy + wgt * jnp.sum(Kt * Lt, axis=(1, 2))
-        sxx = sxx + wgt * jnp.sum(Kt * Kt, axis=(1, 2))
-        syy = syy + wgt * jnp.sum(Lt * Lt)
-        return (a, b, sxy, sxx, syy), None
+    def sl(a, start, axis=-1):
+        return lax.dynamic_slice_in_dim(a, start, block, axis)
 
-    init = (jnp.zeros((g, n), dt), jnp.zeros((n,), dt), jnp.zeros(g, dt), jnp.zeros(g, dt), jnp.zeros((), dt))
-    (a, b, sxy, sxx, syy), _ = jax.lax.scan(body, init, pairs)
-    sa, sb = jnp.sum(a, axis=1), jnp.sum(b)
-    sxy = sxy - 2.0 / nf * (a @ b) + sa * sb / (nf * nf)
-    sxx = sxx - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
-    syy = syy - 2.0 / nf * jnp.sum(b * b) + sb * sb / (nf * nf)
+    def mask2(r0, c0):
+        return sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
+
+    def out_block(r0, c0):
+        L = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind)
+        return L * mask2(r0, c0) if padded else L
+
+    # ---- 1. output pre-pass: exact L 1
+    def pre(r0, c0):
+        L = out_block(r0, c0)
+        return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
+
+    _, lrow = _sym_sweep(n, block, pre, (), dt)
+    cb = lrow[0] / nf
+    gb = jnp.mean(cb)
+    cbp = _pad_last(cb, N)
+    rkp = _pad_last(rk, N)
+
+    def lc_block(r0, c0):
+        Lc = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind) - sl(cbp, r0)[:, None] \
+            - sl(cbp, c0)[None, :] + gb
+        return Lc * mask2(r0, c0) if padded else Lc
+
+    # ---- 2. main pass over the inputs
+    def main(r0, c0):
+        K = _input_gram(sl(Xp, r0), sl(Xp, c0), cat, G)  # (g, b, b)
+        Kt = K - sl(rkp, r0)[:, :, None] - sl(rkp, c0)[:, None, :] + rk_bar[:, None, None]
+        if padded:
+            Kt = Kt * mask2(r0, c0)
+        Lc = lc_block(r0, c0)
+        sums = {"sxy": jnp.sum(Kt * Lc, axis=(1, 2)), "sxx": jnp.sum(Kt * Kt, axis=(1, 2)),
+                "syy": jnp.sum(Lc * Lc)}
+        rows, cols = [jnp.sum(Kt, axis=2)], [jnp.sum(Kt, axis=1)]
+        if want_gamma:
+            Q = Lc * Lc
+            KQ = Kt * Q
+            sums["s1"] = jnp.sum(KQ * Kt, axis=(1, 2))
+            rows += [jnp.sum(KQ, axis=2), jnp.sum(Q, axis=1)[None]]
+            cols += [jnp.sum(KQ, axis=1), jnp.sum(Q, axis=0)[None]]
+        return sums, jnp.concatenate(rows), jnp.concatenate(cols)
+
+    init = {"sxy": jnp.zeros(g, dt), "sxx": jnp.zeros(g, dt), "syy": jnp.zeros((), dt)}
+    if want_gamma:
+        init["s1"] = jnp.zeros(g, dt)
+    acc, vec = _sym_sweep(n, block, main, init, dt)
+    a = vec[:g]  # Kt 1
+    sa = jnp.sum(a, axis=1)
+    sxy = acc["sxy"]
+    sxx = acc["sxx"] - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
+    syy = acc["syy"]
     norm = nf * nf
     hxy, hxx, hyy = sxy / norm, sxx / norm, syy / norm
     ca = a / nf + rk  # exact: K 1 / n
-    cb = b / nf + rl
-    return {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy), "ca": ca,
-            "ga": jnp.mean(ca, axis=1), "cb": cb, "gb": jnp.mean(cb), "sxy": sxy}
+    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy), "ca": ca,
+           "ga": jnp.mean(ca, axis=1), "cb": cb, "gb": gb, "sxy": sxy}
+    if want_gamma:
+        kq, q = vec[g:2 * g], vec[2 * g]
+        u = a / nf - (sa / (2.0 * nf * nf))[:, None]  # (g, n): Kc_ij = Kt_ij - u_i - u_j
+        up = _pad_last(u, N)
 
+        def post(r0, c0):
+            Lc = lc_block(r0, c0)
+            t = sl(up, r0) @ (Lc * Lc)  # (g, b)
+            return jnp.sum(t * sl(up, c0), axis=1), None, None
+
+        uqu, _ = _sym_sweep(n, block, post, jnp.zeros(g, dt), dt)
+        s_all = acc["s1"] - 4.0 * jnp.sum(u * kq, axis=1) + 2.0 * ((u * u) @ q) + 2.0 * uqu
+        lc_diag = diag_l - 2.0 * cb + gb
+        kc_diag = (1.0 - 2.0 * rk + rk_bar[:, None]) - 2.0 * u
+        s_b = s_all - (kc_diag * kc_diag) @ (lc_diag * lc_diag)
+        sum_k = sa + nf * nf * rk_bar  # 1'K1
+        res.update(_gamma_params(sum_k, jnp.sum(lrow[0]), diag_l, s_b, hxy, n, dt, "V"))
+    return res
+
+
+def _gamma_params(sum_k, sum_l, diag_l, s_b, hxy, n, dt, estimator):
+    """Gamma approximation (Gretton et al. 2007) with OpenTURNS' mean / variance formulas.
+
+    ``sum_k`` (g,) = 1'K1, ``sum_l`` = 1'L1, ``diag_l`` (n,) = diag L,
+    ``s_b`` (g,) = sum_{i != j} ((HKH) o (HLH))_ij^2 (unit-diagonal input kernels).
+    """
+    nf = jnp.asarray(n, dt)
+    ex = (sum_k - nf) / (nf * (nf - 1.0))
+    tr_l = jnp.sum(diag_l)
+    ey = (sum_l - tr_l) / (nf * (nf - 1.0))
+    mean = (1.0 - ex) * (tr_l / nf - ey) / nf
+    factor = 2.0 * (nf - 4.0) * (nf - 5.0) / (nf * (nf - 1.0) * (nf - 2.0) * (nf - 3.0))
+    var = s_b * factor / (nf * (nf - 1.0))
+    x = nf * hxy if estimator == "V" else nf * hxy + nf * mean
+    # Gamma(shape, scale) survival function of x: see _gamma_sf
+    return {"gamma_shape": mean * mean / var, "gamma_scale": nf * var / mean, "gamma_x": x,
+            "gamma_mean": mean, "gamma_var": var}
 
 
 @partial(
@@ -356,7 +508,7 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, bl
     Zs = Z if out_kind == "linear" else Z / theta_z
     diag_l = _output_diag(Z, out_kind)
     if single_pass:
-        return _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt)
+        return _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l)
 
     # ---- pass 1: weighted row sums K w, L w, from the upper-triangle blocks only
     pairs = _block_pairs(n, block)
@@ -438,21 +590,8 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, bl
         "sxy": sums[0],
     }
     if want_gamma:
-        ex = (jnp.sum(a, axis=1) - nf) / (nf * (nf - 1.0))
-        tr_l = jnp.sum(diag_l)
-        ey = (jnp.sum(b) - tr_l) / (nf * (nf - 1.0))
-        mean = (1.0 - ex) * (tr_l / nf - ey) / nf
-        factor = 2.0 * (nf - 4.0) * (nf - 5.0) / (nf * (nf - 1.0) * (nf - 2.0) * (nf - 3.0))
-        var = sums[3] * factor / (nf * (nf - 1.0))
-        alpha = mean * mean / var
-        scale = nf * var / mean
-        x = nf * hxy if estimator == "V" else nf * hxy + nf * mean
-        # Gamma(shape=alpha, scale) survival function of x: see _gamma_sf
-        res["gamma_shape"] = alpha
-        res["gamma_scale"] = scale
-        res["gamma_x"] = x
-        res["gamma_mean"] = mean
-        res["gamma_var"] = var
+        res.update(_gamma_params(jnp.sum(a, axis=1), jnp.sum(b), diag_l, sums[3], hxy, n, dt,
+                                 estimator))
     return res
 
 
@@ -799,7 +938,7 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     X, Z, theta, theta_z, w = (jnp.asarray(a) for a in (X, Z, theta, theta_z, w))
     Xt = X.T
     gr = groups.astype(X.dtype) if has_groups else jnp.zeros((1, d), X.dtype)
-    single = estimator == "V" and pvalue != "gamma" and not weighted
+    single = estimator == "V" and not weighted
     # the single pass keeps a kernel block and its products live at once: smaller blocks
     # stay in cache (measured on 2 cores: 2^19 elements per block beats 2^21 by ~30%)
     core_block = int(min(n, max(32, math.isqrt(SINGLE_PASS_TILE_ELEMENTS // g)))) \
