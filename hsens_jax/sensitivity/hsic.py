@@ -100,8 +100,12 @@ __all__ = [
 #: Target number of elements of a (kernels x b x b) block when ``tile_size`` is None
 #: (small enough to stay in cache: measured fastest on CPU).
 AUTO_TILE_ELEMENTS = 2**21
-#: Elements of a (permutations x rows x n) block in the permutation test.
-PERM_BLOCK_ELEMENTS = 2**22
+#: Elements of a (permutations x b x b) block of permuted output kernels in the permutation
+#: test (with ``PERM_CHUNK`` permutations: b = 80, the block stays in the L2/L3 cache).
+PERM_BLOCK_ELEMENTS = 655_360
+#: Permutations per sweep over the input kernels (the input kernels are recomputed once per
+#: chunk, i.e. ``g / PERM_CHUNK`` kernel entries per pair and permutation).
+PERM_CHUNK = 100
 _BIG = 1.0e4  # "distance" of two different categories: exp(-1e4) == 0 in float32 and float64
 
 
@@ -605,61 +609,62 @@ def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimat
     """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``.
 
     Permutation ``b`` is ``jax.random.permutation(jax.random.split(key, n_perm)[b], n)``: the
-    permuted output is ``Y[perm]``.
+    permuted output is ``Y[perm]``.  Permutations are processed ``chunk`` at a time; for each
+    chunk one sweep over the upper-triangle blocks computes the centred input block
+    ``Kc`` (g, b, b) once and the permuted output blocks (chunk, b, b), contracted as one
+    ``(chunk, b^2) x (b^2, g)`` matrix product: the input kernels are recomputed
+    ``ceil(n_perm / chunk)`` times (``g / chunk`` kernel entries per pair and permutation) and
+    the per-permutation work is one output kernel entry and ``2 g`` flops per pair.
     """
     c, n = Xt.shape
     dt = Xt.dtype
     G = groups if has_groups else None
     Xs = Xt / theta[:, None]
     Zs = Z if out_kind == "linear" else Z / theta_z
+    g = groups.shape[0] if has_groups else c
+    nb = -(-n // block)
+    N = nb * block
     cols = jnp.arange(n)
     n_chunks = -(-n_perm // chunk)
     keys = jax.random.split(key, n_perm)
     perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (B, n)
     pad = n_chunks * chunk - n_perm  # identity permutations, discarded at the end
     perms = jnp.concatenate([perms, jnp.broadcast_to(cols, (pad, n))], axis=0)
-    # permuted outputs, centring vectors and weights, gathered once: (n_chunks, chunk, n[, k])
-    zp = Zs[perms].reshape(n_chunks, chunk, n, -1)
-    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, n)
-    if weighted:
-        wp = w[perms].reshape(n_chunks, chunk, n)
-    else:  # placeholder, unused
-        wp = jnp.zeros((n_chunks, 1), dt)
+    perms = _pad_last(perms, N)  # padded positions are masked out below
+    # permuted outputs, centring vectors and weights: (n_chunks, chunk, N[, k])
+    zp = Zs[perms].reshape(n_chunks, chunk, N, -1)
+    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, N)
+    wp = w[perms].reshape(n_chunks, chunk, N) if weighted else jnp.zeros((n_chunks, 1), dt)
+    Xp, cap = _pad_last(Xs, N), _pad_last(ca, N)
+    valid = jnp.asarray(np.arange(N) < n, dt)
+    ar = jnp.arange(block)
     vdiag = estimator == "V"
-    g = groups.shape[0] if has_groups else c
 
-    def tile_body(acc, args):
-        rows, cols_, vr, vc, wgt = args
-        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)  # (g, b, b)
-        Kc = Kt - ca[:, rows][:, :, None] - ca[:, cols_][:, None, :] + ga[:, None, None]
-        mask = vr[:, None] & vc[None, :]
-        if not vdiag:
-            mask = mask & (rows[:, None] != cols_[None, :])
-        Kc2 = (Kc * (wgt * mask.astype(dt))[None]).reshape(g, -1)
+    def sl(a, start, axis=-1):
+        return lax.dynamic_slice_in_dim(a, start, block, axis)
 
-        def chunk_body(args):
-            z, cc, ww = args  # (chunk, n, k), (chunk, n), (chunk, n) or placeholder
-            zr, zc, cr, ccol = z[:, rows], z[:, cols_], cc[:, rows], cc[:, cols_]
-            if out_kind == "linear":
-                Lt = jnp.einsum("btk,bmk->btm", zr, zc)
-            elif z.shape[-1] == 1:
-                u = zr[:, :, 0][:, :, None] - zc[:, :, 0][:, None, :]
-                Lt = jnp.exp(-0.5 * (u * u))
-            else:
-                u = zr[:, :, None, :] - zc[:, None, :, :]
-                Lt = jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
-            M = Lt - cr[:, :, None] - ccol[:, None, :]
+    def one_chunk(args):
+        z, cc, ww = args  # (chunk, N, k), (chunk, N), (chunk, N) or placeholder
+
+        def body(r0, c0):
+            K = _input_gram(sl(Xp, r0), sl(Xp, c0), cat, G)  # (g, b, b)
+            mask = sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
+            if not vdiag:  # U-statistic: off-diagonal entries only
+                mask = mask * ((r0 + ar)[:, None] != (c0 + ar)[None, :]).astype(dt)
+            Kc = (K - sl(cap, r0)[:, :, None] - sl(cap, c0)[:, None, :] + ga[:, None, None]) \
+                * mask
+            Lt = _output_gram(sl(z, r0, 1), sl(z, c0, 1), out_kind)  # (chunk, b, b)
+            M = Lt - sl(cc, r0)[:, :, None] - sl(cc, c0)[:, None, :]
             if weighted:
-                M = M * (ww[:, rows][:, :, None] * ww[:, cols_][:, None, :])
+                M = M * (sl(ww, r0)[:, :, None] * sl(ww, c0)[:, None, :])
             # one (chunk, b b) x (b b, g) matrix product (einsum's layout is slow on CPU)
-            return M.reshape(M.shape[0], -1) @ Kc2.T
+            return M.reshape(M.shape[0], -1) @ Kc.reshape(g, -1).T, None, None
 
-        contrib = lax.map(chunk_body, (zp, cp, wp))  # (n_chunks, chunk, g)
-        return acc + contrib.reshape(n_chunks * chunk, g), None
+        acc, _ = _sym_sweep(n, block, body, jnp.zeros((chunk, g), dt), dt)
+        return acc
 
-    acc0 = jnp.zeros((n_chunks * chunk, g), dt)
-    acc, _ = lax.scan(tile_body, acc0, _block_pairs(n, block))
-    return acc[:n_perm]
+    stats = lax.map(one_chunk, (zp, cp, wp))  # (n_chunks, chunk, g)
+    return stats.reshape(n_chunks * chunk, g)[:n_perm]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -794,6 +799,20 @@ def _auto_tile(n, g, tile_size):
     else:
         block = int(min(tile_size, n))
     return block
+
+
+def _balanced_block(n, target):
+    """Block side near ``target`` (clipped to [32, n]) that tiles ``n`` with little padding.
+
+    A divisor ``n / nb`` of ``n`` is preferred when ``nb`` is within 2 of ``ceil(n / target)``
+    (no padded block, hence no masks); otherwise ``ceil(n / nb)``.
+    """
+    target = int(min(n, max(32, target)))
+    nb0 = -(-n // target)
+    for nb in sorted(range(max(1, nb0 - 2), nb0 + 3), key=lambda k: (abs(k - nb0), k)):
+        if n % nb == 0:
+            return n // nb
+    return -(-n // nb0)
 
 
 def _apply_filter(f, y, name):
@@ -941,7 +960,7 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     single = estimator == "V" and not weighted
     # the single pass keeps a kernel block and its products live at once: smaller blocks
     # stay in cache (measured on 2 cores: 2^19 elements per block beats 2^21 by ~30%)
-    core_block = int(min(n, max(32, math.isqrt(SINGLE_PASS_TILE_ELEMENTS // g)))) \
+    core_block = _balanced_block(n, math.isqrt(SINGLE_PASS_TILE_ELEMENTS // g)) \
         if single and tile_size is None else block
     res = _hsic_core(Xt, theta, gr, Z, theta_z, w, estimator=estimator, out_kind=out_kind,
                      cat=cat_s, block=core_block, want_gamma=(pvalue == "gamma"),
@@ -950,17 +969,16 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     if pvalue == "gamma":
         pv = _gamma_sf(res, X.dtype)
     elif pvalue == "permutation":
-        if perm_chunk is None:
-            chunk = max(1, min(n_permutations, PERM_BLOCK_ELEMENTS // (block * block)))
-        else:
-            chunk = int(perm_chunk)
+        chunk = min(n_permutations, PERM_CHUNK) if perm_chunk is None else int(perm_chunk)
+        perm_block = block if tile_size is not None else _balanced_block(
+            n, math.isqrt(PERM_BLOCK_ELEMENTS // chunk))
         if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
             k = key
         else:
             k = jnp.asarray(key)
         stats = _perm_core(k, Xt, theta, gr, Z, theta_z, w, res["ca"], res["ga"], res["cb"],
                            res["gb"], estimator=estimator, out_kind=out_kind, cat=cat_s,
-                           block=block, has_groups=has_groups, n_perm=int(n_permutations),
+                           block=perm_block, has_groups=has_groups, n_perm=int(n_permutations),
                            chunk=chunk, weighted=weighted)
         pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(X.dtype)
     return res, pv
