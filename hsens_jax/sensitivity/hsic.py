@@ -353,7 +353,7 @@ def _sym_sweep(n, b, body, init, dt):
     return acc, jnp.moveaxis(vec, 0, 1).reshape(m, nb * b)[:, :n]
 
 
-_CENTRE_SAMPLE = 256
+_CENTRE_SAMPLE = 128
 SINGLE_PASS_TILE_ELEMENTS = 2 ** 19
 
 
@@ -409,20 +409,24 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l):
         L = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind)
         return L * mask2(r0, c0) if padded else L
 
-    # ---- 1. output pre-pass: exact L 1
-    def pre(r0, c0):
-        L = out_block(r0, c0)
-        return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
+    # ---- 1. output centring: exact (pre-pass, L 1) for Gamma, else a subsample shift
+    if want_gamma:
+        def pre(r0, c0):
+            L = out_block(r0, c0)
+            return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
 
-    _, lrow = _sym_sweep(n, block, pre, (), dt)
-    cb = lrow[0] / nf
-    gb = jnp.mean(cb)
-    cbp = _pad_last(cb, N)
+        _, lrow = _sym_sweep(n, block, pre, (), dt)
+        rl = lrow[0] / nf
+    else:
+        rl = lax.map(lambda rows: jnp.mean(_output_gram_tile(Zs, rows, sub, out_kind), axis=-1),
+                     tiles).reshape(N)[:n]
+    rl_bar = jnp.mean(rl)
+    rlp = _pad_last(rl, N)
     rkp = _pad_last(rk, N)
 
     def lc_block(r0, c0):
-        Lc = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind) - sl(cbp, r0)[:, None] \
-            - sl(cbp, c0)[None, :] + gb
+        Lc = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind) - sl(rlp, r0)[:, None] \
+            - sl(rlp, c0)[None, :] + rl_bar
         return Lc * mask2(r0, c0) if padded else Lc
 
     # ---- 2. main pass over the inputs
@@ -435,7 +439,10 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l):
         sums = {"sxy": jnp.sum(Kt * Lc, axis=(1, 2)), "sxx": jnp.sum(Kt * Kt, axis=(1, 2)),
                 "syy": jnp.sum(Lc * Lc)}
         rows, cols = [jnp.sum(Kt, axis=2)], [jnp.sum(Kt, axis=1)]
-        if want_gamma:
+        if not want_gamma:  # row sums of the shifted output kernel
+            rows.append(jnp.sum(Lc, axis=1)[None])
+            cols.append(jnp.sum(Lc, axis=0)[None])
+        else:
             Q = Lc * Lc
             KQ = Kt * Q
             sums["s1"] = jnp.sum(KQ * Kt, axis=(1, 2))
@@ -449,9 +456,16 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l):
     acc, vec = _sym_sweep(n, block, main, init, dt)
     a = vec[:g]  # Kt 1
     sa = jnp.sum(a, axis=1)
-    sxy = acc["sxy"]
     sxx = acc["sxx"] - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
-    syy = acc["syy"]
+    if want_gamma:  # Lc exactly centred
+        sxy, syy, cb = acc["sxy"], acc["syy"], rl
+    else:
+        bl = vec[g]  # Lt 1
+        sbl = jnp.sum(bl)
+        sxy = acc["sxy"] - 2.0 / nf * (a @ bl) + sa * sbl / (nf * nf)
+        syy = acc["syy"] - 2.0 / nf * jnp.sum(bl * bl) + sbl * sbl / (nf * nf)
+        cb = bl / nf + rl  # exact: L 1 / n
+    gb = jnp.mean(cb)
     norm = nf * nf
     hxy, hxx, hyy = sxy / norm, sxx / norm, syy / norm
     ca = a / nf + rk  # exact: K 1 / n
@@ -469,11 +483,11 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l):
 
         uqu, _ = _sym_sweep(n, block, post, jnp.zeros(g, dt), dt)
         s_all = acc["s1"] - 4.0 * jnp.sum(u * kq, axis=1) + 2.0 * ((u * u) @ q) + 2.0 * uqu
-        lc_diag = diag_l - 2.0 * cb + gb
+        lc_diag = diag_l - 2.0 * rl + rl_bar
         kc_diag = (1.0 - 2.0 * rk + rk_bar[:, None]) - 2.0 * u
         s_b = s_all - (kc_diag * kc_diag) @ (lc_diag * lc_diag)
         sum_k = sa + nf * nf * rk_bar  # 1'K1
-        res.update(_gamma_params(sum_k, jnp.sum(lrow[0]), diag_l, s_b, hxy, n, dt, "V"))
+        res.update(_gamma_params(sum_k, nf * jnp.sum(rl), diag_l, s_b, hxy, n, dt, "V"))
     return res
 
 
