@@ -15,16 +15,24 @@ For each input column ``X_i`` (or group of columns) and the output ``Y`` this mo
 Computation
 -----------
 No ``n x n`` matrix product is ever formed, and no ``n x n`` matrix is held unless asked for
-(``tile_size=n``).  The unweighted V-statistic without Gamma p-values (the common case) takes
-a single pass (``_single_pass_v``: kernels shifted by approximate row means from a column
-subsample, then the exact centring identity; each kernel entry is computed once).  Otherwise,
-with ``K`` the Gram matrix of an input and ``L`` that of the output, two passes are made over
-square ``(b, b)`` blocks ``(I, J)``, ``I <= J`` only (all the matrices
-are symmetric; an off-diagonal block also stands for its mirror image):
+(``tile_size=n``).  Every Gram matrix here is symmetric, so all passes visit only the square
+``(b, b)`` blocks ``(I, J)`` with ``I <= J`` (``_sym_sweep``): an off-diagonal block counts twice
+in the sums, its row sums go to block ``I`` and its column sums to block ``J``.  With ``K`` the
+Gram matrix of an input (or group) and ``L`` that of the output:
 
-1. row sums ``K w`` and ``L w`` (``w`` the conditional weights, ``w = 1`` otherwise);
-2. the centred matrices are formed on the fly and only sums of elementwise products are
-   accumulated.
+* unweighted V-statistic, with or without Gamma p-values (the common case):
+  ONE pass over the input kernels (``_single_pass_v``).  The input kernels are shifted by
+  approximate row means ``r`` from a column subsample (``Kt_ij = K_ij - r_i - r_j + mean(r)``;
+  centring removes any such shift, so the exact centring follows from ``a = Kt 1`` after the
+  pass, with small corrections that keep float32 accurate).  For Gamma p-values an output
+  pre-pass (``n^2 / 2`` output kernel entries) gives the exactly centred ``Lc = HLH``, and the
+  Gamma moment ``sum_{i != j} (Kc_ij Lc_ij)^2`` is expanded as
+  ``sum Kt^2 Q - 4 u.(Kt o Q) 1 + 2 (u o u).Q1 + 2 u'Q u - diagonal`` with ``Q = Lc o Lc`` and
+  ``Kc_ij = Kt_ij - u_i - u_j``: the first terms are accumulated in the same pass, ``u'Q u``
+  in a post-pass over the output only.
+* U-statistic and conditional (weighted) HSIC: two passes, (1) row sums ``K w`` and ``L w``
+  (``w`` the conditional weights, ``w = 1`` otherwise), (2) sums of elementwise products of
+  the centred blocks formed on the fly.
 
 V-statistic (weights of mean 1; ``w = 1`` gives the textbook ``trace(K H L H) / n^2``)::
 
@@ -45,22 +53,31 @@ which equals ``[tr(Kt Lt) + 1'Kt1 1'Lt1 / ((n-1)(n-2)) - 2 / (n-2) 1'Kt Lt 1] / 
 
 Permutations permute ``Y`` (and the conditional weights with it), shared by all inputs: the
 permuted statistic is ``sum_ij Kc_ij M_{pi(i) pi(j)}`` with ``M_ij = w_i w_j Lc_ij``, which is
-exact because ``Lc w = 0`` (centring is permutation-equivariant).  A chunk of permutations is one
-``(B_chunk, b^2) x (b^2, g)`` matrix product per block.
+exact because ``Lc w = 0`` (centring is permutation-equivariant).  Permutations are processed
+in chunks of ``B_c = PERM_CHUNK`` (100): per chunk, one sweep over cache-sized blocks computes
+each centred input block ``Kc`` (g, b, b) once and the ``B_c`` permuted output blocks, and
+contracts them as one ``(B_c, b^2) x (b^2, g)`` matrix product (BLAS).
 
 Cost
 ----
 With ``n`` samples, ``d`` inputs (``g`` kernels: ``d`` first-order, plus pairs/groups),
-``k`` output columns, ``B`` permutations:
+``k`` output columns, ``B`` permutations; "entries" are kernel evaluations (one ``exp``):
 
-* time: ``O(n^2 (g + k))`` for the indices and R2 (``n^2 / 2`` kernel entries per pass),
-  ``+ O(n^2 g)`` for the Gamma p-values, ``+ O(B n^2 (g + k) / 2)`` for the permutation
-  p-values; never ``O(n^3)``.
-* memory beyond the data: ``O(g b^2)`` floats for the blocks, ``O(n g)`` row sums; the
-  permutation test adds ``O(B n)`` integers/floats for the permuted outputs and
-  ``O(B_chunk b^2)`` floats.  Defaults: ``b = clip(isqrt(2^21 / g), 32, n)`` (cache-sized; e.g.
-  d = 10: b = 458), ``B_chunk = max(1, 2^22 // b^2)``:
-  tens of MB whatever ``n``, so n = 2e4 (and 1e5 on a GPU) fit; time grows as ``n^2``.
+* V indices and R2 (unweighted): ``n^2 g / 2`` input entries (the floor: each pair once per
+  kernel), ``n^2 / 2`` output entries, ``O(n^2 g)`` flops, plus ``128 n g`` entries for the
+  shifts.  With Gamma p-values: ``+ n^2`` output entries (pre- and post-pass) and about
+  twice the flops; never ``O(n^3)``.
+* U / conditional: ``n^2 (g + k)`` entries (two passes).
+* permutation p-values: ``B n^2 / 2`` output entries and ``B n^2 g`` flops (matrix
+  products), ``+ ceil(B / B_c) n^2 g / 2`` input entries.
+* memory beyond the data: ``O(g b^2)`` floats per block, ``O(n g)`` row sums, ``O(P g b)``
+  per-block row sums (``P = nb (nb + 1) / 2`` blocks, ``nb = ceil(n / b)``); the permutation
+  test adds ``O(B n)`` for the permuted outputs and ``O(B_c b^2)`` per block.  Default
+  block sides: ``b ~ isqrt(2^19 / g)`` for the one-pass V (d = 10, n = 2000: b = 250) and
+  ``b ~ isqrt(655360 / B_c)`` (= 80) for permutations, both via ``_balanced_block`` (a side
+  near the target that tiles ``n`` with little padding); ``b = isqrt(2^21 / g)`` for the
+  two-pass estimators: tens of MB whatever ``n``, so n = 2e4 (and 1e5 on a GPU) fit; time grows as
+  ``n^2``.
 
 References
 ----------
@@ -1038,15 +1055,17 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a
         (d,) boolean mask, a list of column indices, ``"categorical"`` (all), or a list of
         per-column names ``"gaussian"`` / ``"categorical"``.
-      tile_size: side ``b`` of the square blocks (``None``: automatic, ``isqrt(2^21 / d)``
-        clipped to [32, n]); ``tile_size=n`` computes everything in one (d, n, n) block (same
-        result up to rounding).
+      tile_size: side ``b`` of the square blocks (``None``: automatic and cache-sized, see the
+        module docstring: about ``isqrt(2^19 / d)`` for the one-pass V-statistic, 80 for the
+        permutations, ``isqrt(2^21 / d)`` otherwise, clipped to [32, n]); ``tile_size=n``
+        computes everything in one (d, n, n) block (same result up to rounding).
       convention: ``None`` or ``"novello2023"`` (pooled-median bandwidth, V-statistic; needs
         ``target=best_fraction(q)``).
       pvalue_convention: counting of the permutation p-value: ``"conservative"`` (default,
         ``(1 + #{HSIC_b >= HSIC_obs}) / (1 + B)``, a valid p-value under the null, Phipson &
         Smyth 2010) or ``"openturns"`` (``#{HSIC_b > HSIC_obs} / (1 + B)``, which can be 0).
-      perm_chunk: permutations per vectorized block (default: automatic from memory).
+      perm_chunk: permutations per sweep over the input kernels (default
+        ``min(n_permutations, PERM_CHUNK)`` = 100).
 
     Returns:
       :class:`HSICResult` with ``hsic``, ``r2``, ``pvalue`` of shape (d,).
