@@ -4,14 +4,16 @@ Data: n = 2000, d = 10 inputs uniform on [-pi, pi], Y = Ishigami(a=7, b=0.1) of 
 inputs, seven inert inputs.  Gaussian kernels with bandwidth = std (ddof=1) on every input and on
 the output (OpenTURNS: ``SquaredExponential`` with that scale).
 
-Timed, for both: V-statistic indices + R2, U-statistic indices + R2, asymptotic Gamma p-values
-(V), permutation p-values (OpenTURNS with 100 permutations, ours with 1000; compared per
-permutation).  Ours: compilation (first call minus warm call) and warm time (best of repeats),
-reported separately.  Also ours only: n = 2e4, d = 10, tiled.
+Timed, for both: V-statistic indices + R2, V + R2 + asymptotic Gamma p-values (OpenTURNS from a
+fresh estimator), permutation p-values (OpenTURNS with 50 permutations, ours with 1000; compared
+per permutation), U-statistic indices + R2.  OpenTURNS and ours run interleaved in one process
+(OT, ours, OT, ours, ...), best of ``--repeats`` each, and the load average is recorded with each
+row (the machine may be shared: compare ratios).  Ours: compilation (first call minus warm
+call) and warm time, reported separately.  Also ours only: n = 2e4, d = 10, tiled.
 
 Usage::
 
-    python benchmarks/bench_hsic.py [--quick]
+    python benchmarks/bench_hsic.py [--quick] [--repeats 3] [--ot-perms 50] [--perms 1000]
 
 Writes benchmarks/results/hsic_cpu.json and hsic_cpu.md.
 """
@@ -78,25 +80,50 @@ def ishigami_data(n, d, seed=0):
     return X, Y
 
 
+def _block(res):
+    jax.block_until_ready((res.hsic, res.r2, res.pvalue))
+    return res
+
+
 def time_ours(fn, repeats=3):
     """Returns (first_call_s, warm_s, result); compile = first - warm."""
     t0 = time.perf_counter()
-    res = fn()
-    jax.block_until_ready((res.hsic, res.r2, res.pvalue))
+    res = _block(fn())
     first = time.perf_counter() - t0
     warm = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        res = fn()
-        jax.block_until_ready((res.hsic, res.r2, res.pvalue))
+        res = _block(fn())
         warm.append(time.perf_counter() - t0)
     return first, min(warm), res
+
+
+def time_pair(ot_fn, ours_fn, repeats=3):
+    """OpenTURNS and ours interleaved (OT, ours, OT, ours, ...), best of ``repeats`` each.
+
+    Returns (ot_best_s, ot_result, ours_first_call_s, ours_warm_best_s, ours_result, load):
+    the first call of ours (compilation included) is made before the interleaved loop; the
+    load average is recorded after the loop (the machine may be shared).
+    """
+    t0 = time.perf_counter()
+    res = _block(ours_fn())
+    first = time.perf_counter() - t0
+    ot_t, ours_t = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ot_res = ot_fn()
+        ot_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = _block(ours_fn())
+        ours_t.append(time.perf_counter() - t0)
+    return min(ot_t), ot_res, first, min(ours_t), res, os.getloadavg()
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the slow OpenTURNS U-statistic")
-    ap.add_argument("--ot-perms", type=int, default=100)
+    ap.add_argument("--ot-perms", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (best of)")
     ap.add_argument("--perms", type=int, default=1000)
     args = ap.parse_args()
     import openturns as ot
@@ -110,7 +137,7 @@ def main():
     rows = []
     out = {"machine": machine(), "n": n, "d": d, "rows": rows}
 
-    def row(task, ot_s, ours_first, ours_warm, note="", ot_per=None, ours_per=None):
+    def row(task, ot_s, ours_first, ours_warm, note="", ot_per=None, ours_per=None, load=None):
         r = {
             "task": task,
             "openturns_s": ot_s,
@@ -120,6 +147,7 @@ def main():
             "ratio_warm": None if ot_s is None else ot_s / ours_warm,
             "ratio_first_call": None if ot_s is None else ot_s / ours_first,
             "note": note,
+            "load_average_after": None if load is None else [round(v, 2) for v in load],
         }
         if ot_per is not None:
             r.update(openturns_per_perm_s=ot_per, ours_per_perm_s=ours_per,
@@ -128,43 +156,51 @@ def main():
         print(json.dumps(r), flush=True)
 
     # ---- V statistic + R2
-    t0 = time.perf_counter()
-    gv = ot.HSICEstimatorGlobalSensitivity(cov, Xs, Ys, ot.HSICVStat())
-    ot_hv = np.array(gv.getHSICIndices())
-    ot_r2v = np.array(gv.getR2HSICIndices())
-    t_ot_v = time.perf_counter() - t0
-    f, w, r = time_ours(lambda: hsic(X, Y, estimator="V"))
-    row("V-statistic HSIC + R2 (float32)", t_ot_v, f, w)
+    def ot_v():
+        gv = ot.HSICEstimatorGlobalSensitivity(cov, Xs, Ys, ot.HSICVStat())
+        return gv, np.array(gv.getHSICIndices()), np.array(gv.getR2HSICIndices())
+
+    t_ot_v, (gv, ot_hv, ot_r2v), f, w, r, load = time_pair(
+        ot_v, lambda: hsic(X, Y, estimator="V"), args.repeats)
+    row("V-statistic HSIC + R2 (float32)", t_ot_v, f, w, load=load)
     with jax.enable_x64(True):
         f64, w64, r64 = time_ours(lambda: hsic(X, Y, estimator="V"))
-    row("V-statistic HSIC + R2 (float64)", t_ot_v, f64, w64)
+    row("V-statistic HSIC + R2 (float64)", t_ot_v, f64, w64, load=os.getloadavg())
     out["agreement_V_float64_max_rel"] = float(np.max(np.abs(np.asarray(r64.hsic) / ot_hv - 1)))
     out["agreement_R2V_float64_max_rel"] = float(np.max(np.abs(np.asarray(r64.r2) / ot_r2v - 1)))
     out["float32_vs_float64_V_max_rel"] = float(
         np.max(np.abs(np.asarray(r.hsic, np.float64) / np.asarray(r64.hsic) - 1)))
 
-    # ---- Gamma p-values (V)
-    t0 = time.perf_counter()
-    ot_pg = np.array(gv.getPValuesAsymptotic())
-    t_ot_g_only = time.perf_counter() - t0
-    f, w, r = time_ours(lambda: hsic(X, Y, estimator="V", pvalue="gamma"))
-    row("V + R2 + Gamma p-values (float32)", t_ot_v + t_ot_g_only, f, w,
-        note=f"OpenTURNS p-value step alone {t_ot_g_only:.3f} s after the indices")
+    # ---- Gamma p-values (V): OpenTURNS from scratch (indices, R2 and p-values)
+    def ot_g():
+        gv = ot.HSICEstimatorGlobalSensitivity(cov, Xs, Ys, ot.HSICVStat())
+        np.array(gv.getHSICIndices())
+        np.array(gv.getR2HSICIndices())
+        return np.array(gv.getPValuesAsymptotic())
+
+    t_ot_g, ot_pg, f, w, r, load = time_pair(
+        ot_g, lambda: hsic(X, Y, estimator="V", pvalue="gamma"), args.repeats)
+    row("V + R2 + Gamma p-values (float32)", t_ot_g, f, w, load=load)
     with jax.enable_x64(True):
         _, _, r64 = time_ours(lambda: hsic(X, Y, estimator="V", pvalue="gamma"), repeats=1)
     out["agreement_gamma_pvalue_float64_max_abs"] = float(
         np.max(np.abs(np.asarray(r64.pvalue) - ot_pg)))
+    out["float32_vs_float64_gamma_pvalue_max_abs"] = float(
+        np.max(np.abs(np.asarray(r.pvalue, np.float64) - np.asarray(r64.pvalue))))
 
-    # ---- permutations
+    # ---- permutations (OpenTURNS: the p-value step of an estimator whose indices are known)
     gv.setPermutationSize(args.ot_perms)
-    t0 = time.perf_counter()
-    ot_pp = np.array(gv.getPValuesPermutation())
-    t_ot_p = time.perf_counter() - t0
     key = jax.random.key(0)
-    f, w, r = time_ours(lambda: hsic(X, Y, pvalue="permutation", n_permutations=args.perms,
-                                     key=key), repeats=1)
+
+    def ot_p():
+        gv.setPermutationSize(args.ot_perms)
+        return np.array(gv.getPValuesPermutation())
+
+    t_ot_p, ot_pp, f, w, r, load = time_pair(
+        ot_p, lambda: hsic(X, Y, pvalue="permutation", n_permutations=args.perms, key=key),
+        repeats=2)
     row(f"permutation p-values (OT {args.ot_perms}, ours {args.perms} perms, float32)", t_ot_p,
-        f, w, ot_per=t_ot_p / args.ot_perms, ours_per=w / args.perms,
+        f, w, ot_per=t_ot_p / args.ot_perms, ours_per=w / args.perms, load=load,
         note="ratios of total times are not comparable (different B); see ratio_per_perm")
     out["permutation_pvalues"] = {"openturns": ot_pp.tolist(), "ours": np.asarray(r.pvalue).tolist()}
 
@@ -178,7 +214,7 @@ def main():
         ot_hu = np.array(gu.getHSICIndices())
         np.array(gu.getR2HSICIndices())
         t_ot_u = time.perf_counter() - t0
-        row("U-statistic HSIC + R2 (float32)", t_ot_u, f, w)
+        row("U-statistic HSIC + R2 (float32)", t_ot_u, f, w, load=os.getloadavg())
         with jax.enable_x64(True):
             _, _, r64 = time_ours(lambda: hsic(X, Y, estimator="U"), repeats=1)
         out["agreement_U_float64_max_rel"] = float(np.max(np.abs(np.asarray(r64.hsic) / ot_hu - 1)))
@@ -189,6 +225,7 @@ def main():
     f, w, r = time_ours(lambda: hsic(Xb, Yb, estimator="V", pvalue="gamma"), repeats=1)
     rows.append({"task": f"n={nb}, d={d}: V + R2 + Gamma p-values, tiled (float32), ours only",
                  "ours_first_call_s": f, "ours_compile_s": max(f - w, 0.0), "ours_warm_s": w,
+                 "load_average_after": [round(v, 2) for v in os.getloadavg()],
                  "r2_first3": np.asarray(r.r2)[:3].tolist()})
     print(json.dumps(rows[-1]), flush=True)
     out["peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -208,8 +245,9 @@ def main():
         "Gaussian kernels, bandwidth = std (ddof=1). `python benchmarks/bench_hsic.py`.",
         "",
         "| task | OpenTURNS (s) | ours first call (s) | ours compile (s) | ours warm (s) | "
-        "ratio warm | ratio incl. compile | per-perm OT (s) | per-perm ours (s) | ratio per perm |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "ratio warm | ratio incl. compile | per-perm OT (s) | per-perm ours (s) | ratio per perm | "
+        "load avg after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(v, p=4):
@@ -220,11 +258,12 @@ def main():
             r["task"], fmt(r.get("openturns_s")), fmt(r.get("ours_first_call_s")),
             fmt(r.get("ours_compile_s")), fmt(r.get("ours_warm_s")), fmt(r.get("ratio_warm"), 3),
             fmt(r.get("ratio_first_call"), 3), fmt(r.get("openturns_per_perm_s")),
-            fmt(r.get("ours_per_perm_s")), fmt(r.get("ratio_per_perm"), 3)]) + " |")
+            fmt(r.get("ours_per_perm_s")), fmt(r.get("ratio_per_perm"), 3),
+            str(r.get("load_average_after") or "")]) + " |")
     lines += ["", "Agreement (ours float64 vs OpenTURNS, same X and Y):", ""]
     for k in ("agreement_V_float64_max_rel", "agreement_R2V_float64_max_rel",
               "agreement_U_float64_max_rel", "agreement_gamma_pvalue_float64_max_abs",
-              "float32_vs_float64_V_max_rel"):
+              "float32_vs_float64_V_max_rel", "float32_vs_float64_gamma_pvalue_max_abs"):
         if k in out:
             lines.append(f"- {k}: {out[k]:.3g}")
     lines += ["", f"Permutation p-values: OpenTURNS {np.round(out['permutation_pvalues']['openturns'], 3).tolist()}, "

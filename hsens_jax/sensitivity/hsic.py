@@ -15,16 +15,24 @@ For each input column ``X_i`` (or group of columns) and the output ``Y`` this mo
 Computation
 -----------
 No ``n x n`` matrix product is ever formed, and no ``n x n`` matrix is held unless asked for
-(``tile_size=n``).  The unweighted V-statistic without Gamma p-values (the common case) takes
-a single pass (``_single_pass_v``: kernels shifted by approximate row means from a column
-subsample, then the exact centring identity; each kernel entry is computed once).  Otherwise,
-with ``K`` the Gram matrix of an input and ``L`` that of the output, two passes are made over
-square ``(b, b)`` blocks ``(I, J)``, ``I <= J`` only (all the matrices
-are symmetric; an off-diagonal block also stands for its mirror image):
+(``tile_size=n``).  Every Gram matrix here is symmetric, so all passes visit only the square
+``(b, b)`` blocks ``(I, J)`` with ``I <= J`` (``_sym_sweep``): an off-diagonal block counts twice
+in the sums, its row sums go to block ``I`` and its column sums to block ``J``.  With ``K`` the
+Gram matrix of an input (or group) and ``L`` that of the output:
 
-1. row sums ``K w`` and ``L w`` (``w`` the conditional weights, ``w = 1`` otherwise);
-2. the centred matrices are formed on the fly and only sums of elementwise products are
-   accumulated.
+* unweighted V-statistic, with or without Gamma p-values (the common case):
+  ONE pass over the input kernels (``_single_pass_v``).  The input kernels are shifted by
+  approximate row means ``r`` from a column subsample (``Kt_ij = K_ij - r_i - r_j + mean(r)``;
+  centring removes any such shift, so the exact centring follows from ``a = Kt 1`` after the
+  pass, with small corrections that keep float32 accurate).  For Gamma p-values an output
+  pre-pass (``n^2 / 2`` output kernel entries) gives the exactly centred ``Lc = HLH``, and the
+  Gamma moment ``sum_{i != j} (Kc_ij Lc_ij)^2`` is expanded as
+  ``sum Kt^2 Q - 4 u.(Kt o Q) 1 + 2 (u o u).Q1 + 2 u'Q u - diagonal`` with ``Q = Lc o Lc`` and
+  ``Kc_ij = Kt_ij - u_i - u_j``: the first terms are accumulated in the same pass, ``u'Q u``
+  in a post-pass over the output only.
+* U-statistic and conditional (weighted) HSIC: two passes, (1) row sums ``K w`` and ``L w``
+  (``w`` the conditional weights, ``w = 1`` otherwise), (2) sums of elementwise products of
+  the centred blocks formed on the fly.
 
 V-statistic (weights of mean 1; ``w = 1`` gives the textbook ``trace(K H L H) / n^2``)::
 
@@ -45,22 +53,31 @@ which equals ``[tr(Kt Lt) + 1'Kt1 1'Lt1 / ((n-1)(n-2)) - 2 / (n-2) 1'Kt Lt 1] / 
 
 Permutations permute ``Y`` (and the conditional weights with it), shared by all inputs: the
 permuted statistic is ``sum_ij Kc_ij M_{pi(i) pi(j)}`` with ``M_ij = w_i w_j Lc_ij``, which is
-exact because ``Lc w = 0`` (centring is permutation-equivariant).  A chunk of permutations is one
-``(B_chunk, b^2) x (b^2, g)`` matrix product per block.
+exact because ``Lc w = 0`` (centring is permutation-equivariant).  Permutations are processed
+in chunks of ``B_c = PERM_CHUNK`` (100): per chunk, one sweep over cache-sized blocks computes
+each centred input block ``Kc`` (g, b, b) once and the ``B_c`` permuted output blocks, and
+contracts them as one ``(B_c, b^2) x (b^2, g)`` matrix product (BLAS).
 
 Cost
 ----
 With ``n`` samples, ``d`` inputs (``g`` kernels: ``d`` first-order, plus pairs/groups),
-``k`` output columns, ``B`` permutations:
+``k`` output columns, ``B`` permutations; "entries" are kernel evaluations (one ``exp``):
 
-* time: ``O(n^2 (g + k))`` for the indices and R2 (``n^2 / 2`` kernel entries per pass),
-  ``+ O(n^2 g)`` for the Gamma p-values, ``+ O(B n^2 (g + k) / 2)`` for the permutation
-  p-values; never ``O(n^3)``.
-* memory beyond the data: ``O(g b^2)`` floats for the blocks, ``O(n g)`` row sums; the
-  permutation test adds ``O(B n)`` integers/floats for the permuted outputs and
-  ``O(B_chunk b^2)`` floats.  Defaults: ``b = clip(isqrt(2^21 / g), 32, n)`` (cache-sized; e.g.
-  d = 10: b = 458), ``B_chunk = max(1, 2^22 // b^2)``:
-  tens of MB whatever ``n``, so n = 2e4 (and 1e5 on a GPU) fit; time grows as ``n^2``.
+* V indices and R2 (unweighted): ``n^2 g / 2`` input entries (the floor: each pair once per
+  kernel), ``n^2 / 2`` output entries, ``O(n^2 g)`` flops, plus ``128 n g`` entries for the
+  shifts.  With Gamma p-values: ``+ n^2`` output entries (pre- and post-pass) and about
+  twice the flops; never ``O(n^3)``.
+* U / conditional: ``n^2 (g + k)`` entries (two passes).
+* permutation p-values: ``B n^2 / 2`` output entries and ``B n^2 g`` flops (matrix
+  products), ``+ ceil(B / B_c) n^2 g / 2`` input entries.
+* memory beyond the data: ``O(g b^2)`` floats per block, ``O(n g)`` row sums, ``O(P g b)``
+  per-block row sums (``P = nb (nb + 1) / 2`` blocks, ``nb = ceil(n / b)``); the permutation
+  test adds ``O(B n)`` for the permuted outputs and ``O(B_c b^2)`` per block.  Default
+  block sides: ``b ~ isqrt(2^19 / g)`` for the one-pass V (d = 10, n = 2000: b = 250) and
+  ``b ~ isqrt(655360 / B_c)`` (= 80) for permutations, both via ``_balanced_block`` (a side
+  near the target that tiles ``n`` with little padding); ``b = isqrt(2^21 / g)`` for the
+  two-pass estimators: tens of MB whatever ``n``, so n = 2e4 (and 1e5 on a GPU) fit; time grows as
+  ``n^2``.
 
 References
 ----------
@@ -100,8 +117,12 @@ __all__ = [
 #: Target number of elements of a (kernels x b x b) block when ``tile_size`` is None
 #: (small enough to stay in cache: measured fastest on CPU).
 AUTO_TILE_ELEMENTS = 2**21
-#: Elements of a (permutations x rows x n) block in the permutation test.
-PERM_BLOCK_ELEMENTS = 2**22
+#: Elements of a (permutations x b x b) block of permuted output kernels in the permutation
+#: test (with ``PERM_CHUNK`` permutations: b = 80, the block stays in the L2/L3 cache).
+PERM_BLOCK_ELEMENTS = 655_360
+#: Permutations per sweep over the input kernels (the input kernels are recomputed once per
+#: chunk, i.e. ``g / PERM_CHUNK`` kernel entries per pair and permutation).
+PERM_CHUNK = 100
 _BIG = 1.0e4  # "distance" of two different categories: exp(-1e4) == 0 in float32 and float64
 
 
@@ -276,68 +297,234 @@ def _block_pairs(n, b):
 # ----------------------------------------------------------------------------- core (jitted)
 
 
-_CENTRE_SAMPLE = 256
+def _input_gram(xr, xc, cat, groups):
+    """Kernels of all groups between the columns of ``xr`` (c, t) and ``xc`` (c, m): (g, t, m).
+
+    ``xr``, ``xc``: scaled inputs (divided by their bandwidths), columns first; ``cat``: static
+    tuple of bools or None; ``groups``: None (one kernel per column) or a (g, c) 0/1 matrix
+    (product kernels).
+    """
+    diff = xr[:, :, None] - xc[:, None, :]
+    e = diff * diff  # (c, t, m)
+    if cat is not None and any(cat):
+        catm = jnp.asarray(cat)[:, None, None]
+        e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
+    if groups is not None:
+        c_, t_, m_ = e.shape
+        e = (groups @ e.reshape(c_, t_ * m_)).reshape(groups.shape[0], t_, m_)
+    return jnp.exp(-0.5 * e)
+
+
+def _output_gram(zr, zc, out_kind):
+    """Output kernel between ``zr`` (..., t, k) and ``zc`` (..., m, k): (..., t, m).
+
+    ``zr``, ``zc``: outputs divided by their bandwidths (Gaussian) or raw (linear); leading
+    axes (e.g. a batch of permutations) broadcast.
+    """
+    if out_kind == "linear":
+        if zr.shape[-1] == 1:
+            return zr[..., :, 0][..., :, None] * zc[..., :, 0][..., None, :]
+        return jnp.einsum("...tk,...mk->...tm", zr, zc)
+    if zr.shape[-1] == 1:
+        u = zr[..., :, 0][..., :, None] - zc[..., :, 0][..., None, :]
+        return jnp.exp(-0.5 * (u * u))
+    u = zr[..., :, None, :] - zc[..., None, :, :]
+    return jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
+
+
+def _pad_last(a, size):
+    """Pads the last axis of ``a`` to ``size`` with its last value (finite, masked later)."""
+    extra = size - a.shape[-1]
+    if extra == 0:
+        return a
+    return jnp.concatenate([a, jnp.broadcast_to(a[..., -1:], a.shape[:-1] + (extra,))], axis=-1)
+
+
+def _sym_sweep(n, b, body, init, dt):
+    """Runs ``body`` on the square blocks (I, J), I <= J, of side ``b`` of an n x n matrix.
+
+    Every matrix swept here is symmetric, so the lower triangle of blocks is never visited:
+    ``body(r0, c0)`` (block offsets, traced ints) returns ``(sums, rows, cols)`` where ``sums``
+    is a pytree accumulated with weight 1 on the diagonal blocks and 2 off it, ``rows`` (m, b)
+    per-row sums of the block (added to block I) and ``cols`` (m, b) its per-column sums
+    (added to block J when I < J, i.e. the row sums of the mirror block); ``rows`` and
+    ``cols`` may be None.  Returns ``(sums, vec)`` with ``vec`` (m, n) the full row sums (or
+    None).  Cost: ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
+    """
+    nb = -(-n // b)
+    I, J = np.triu_indices(nb)
+    wgt = jnp.asarray(np.where(I == J, 1.0, 2.0), dt)
+
+    def step(acc, args):
+        i, j, wt = args
+        s, r, c = body(i, j)
+        acc = jax.tree_util.tree_map(lambda a, x: a + wt * x, acc, s)
+        return acc, (r, c)
+
+    acc, (R, C) = lax.scan(step, init, (jnp.asarray(I * b), jnp.asarray(J * b), wgt))
+    if R is None:
+        return acc, None
+    C = C * jnp.asarray(I != J, dt)[:, None, None]
+    m = R.shape[1]
+    vec = jnp.zeros((nb, m, b), dt).at[jnp.asarray(I)].add(R).at[jnp.asarray(J)].add(C)
+    return acc, jnp.moveaxis(vec, 0, 1).reshape(m, nb * b)[:, :n]
+
+
+_CENTRE_SAMPLE = 128
 SINGLE_PASS_TILE_ELEMENTS = 2 ** 19
 
 
-def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt):
-    """Unweighted V-statistic, R2 and exact centring vectors in ONE pass over the blocks.
+def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l):
+    """Unweighted V-statistic, R2, exact centring vectors and (optionally) the Gamma moments
+    with ONE pass over the input kernels.
 
-    Kernels are first shifted by approximate row means ``r`` estimated on a strided subsample
-    of ``_CENTRE_SAMPLE`` columns: ``Kt_ij = K_ij - r_i - r_j + mean(r)``. Centring is a
-    projection that removes any such shift (``H Kt H = H K H``), so with ``a = Kt 1``
+    1. Output pre-pass (one kernel of the output, ``n^2 / 2`` entries): exact row sums
+       ``L 1``, hence the exactly centred ``Lc = HLH`` on any block.
+    2. Input shifts ``r``: approximate row means of each input kernel from a strided subsample
+       of ``_CENTRE_SAMPLE`` columns; ``Kt_ij = K_ij - r_i - r_j + mean(r)``.  Centring removes
+       any such shift (``H Kt H = H K H``), so with ``a = Kt 1``::
 
-        sum (HKH)(HLH) = sum Kt Lt - (2/n) a.b + (1'a)(1'b) / n^2
+           sum Kc Lc = sum Kt Lc                        (Lc is exactly centred)
+           sum Kc Kc = sum Kt Kt - (2/n) a.a + (1'a)^2 / n^2
 
-    holds exactly; because ``Kt`` is nearly centred already, the correction terms are small
-    and float32 keeps its accuracy (no cancellation of large uncentred sums), while each
-    kernel entry is computed once instead of twice. Exact row sums follow: ``K 1 = a + n r``.
+       and ``K 1 = a + n r``.  ``Kt`` being nearly centred, the corrections are small and
+       float32 keeps its accuracy; each input kernel entry is computed once.
+    3. Gamma moments (Gretton et al. 2007; OpenTURNS): ``sum_{i != j} (Kc_ij Lc_ij)^2`` with
+       ``Kc_ij = Kt_ij - u_i - u_j``, ``u = a / n - 1'a / (2 n^2)``, ``Q = Lc o Lc``::
+
+           sum_ij Kc^2 Q = sum Kt^2 Q - 4 u.(Kt o Q) 1 + 2 (u o u).Q1 + 2 u'Q u
+
+       the first three accumulated in the same pass (``(Kt o Q) 1``: (g, n)), ``u'Q u`` in a
+       post-pass over the output only (a (g, b) x (b, b) product per block); the diagonal
+       ``i == j`` is subtracted in O(n g) (``K_ii = 1``).
+
+    Cost: ``n^2 (g + 3) / 2`` kernel entries (``g`` inputs + output pre-/main/post-pass) and
+    ``O(n^2 g)`` flops (``~2x`` that with Gamma); memory ``O(g b^2 + g n)``.
     """
     nf = jnp.asarray(n, dt)
+    nb = -(-n // block)
+    N = nb * block
+    padded = N != n
+    g = Xs.shape[0] if G is None else G.shape[0]
+    # ---- input shifts from a column subsample
     m = min(n, _CENTRE_SAMPLE)
     sub = jnp.asarray(np.linspace(0, n - 1, m).round().astype(np.int32))
-    nb = -(-n // block)
-    tiles = jnp.asarray(np.minimum(np.arange(nb * block).reshape(nb, block), n - 1))
-    rk = jax.lax.map(lambda rows: jnp.mean(_input_gram_tile(Xs, rows, cat, G, sub), axis=-1), tiles)
-    rk = jnp.moveaxis(rk, 0, 1).reshape(rk.shape[1], nb * block)[:, :n]  # (g, n)
-    rl = jax.lax.map(lambda rows: jnp.mean(_output_gram_tile(Zs, rows, sub, out_kind), axis=-1), tiles)
-    rl = rl.reshape(nb * block)[:n]
-    rk_bar, rl_bar = jnp.mean(rk, axis=1), jnp.mean(rl)
-    g = rk.shape[0]
-    pairs = _block_pairs(n, block)
+    tiles = jnp.asarray(np.minimum(np.arange(N).reshape(nb, block), n - 1))
+    rk = lax.map(lambda rows: jnp.mean(_input_gram_tile(Xs, rows, cat, G, sub), axis=-1), tiles)
+    rk = jnp.moveaxis(rk, 0, 1).reshape(g, N)[:, :n]  # (g, n)
+    rk_bar = jnp.mean(rk, axis=1)
+    Xp, Zp = _pad_last(Xs, N), _pad_last(Zs.T, N).T  # (c, N), (N, k)
+    valid = jnp.asarray(np.arange(N) < n, dt)
 
-    def body(carry, args):
-        a, b, sxy, sxx, syy = carry
-        rows, cols_, vr, vc, wgt = args
-        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)
-        Kt = Kt - rk[:, rows][:, :, None] - rk[:, cols_][:, None, :] + rk_bar[:, None, None]
-        Lt = _output_gram_tile(Zs, rows, cols_, out_kind) - rl[rows][:, None] - rl[cols_][None, :] + rl_bar
-        vrf, vcf = vr.astype(dt), vc.astype(dt)
-        mask = vrf[:, None] * vcf[None, :]
-        Kt, Lt = Kt * mask, Lt * mask
-        off = (wgt > 1.5).astype(dt)
-        a = a.at[:, rows].add(jnp.sum(Kt, axis=-1))
-        a = a.at[:, cols_].add(off * jnp.sum(Kt, axis=-2))
-        b = b.at[rows].add(jnp.sum(Lt, axis=-1))
-        b = b.at[cols_].add(off * jnp.sum(Lt, axis=-2))
-        sxy = sxy + wgt * jnp.sum(Kt * Lt, axis=(1, 2))
-        sxx = sxx + wgt * jnp.sum(Kt * Kt, axis=(1, 2))
-        syy = syy + wgt * jnp.sum(Lt * Lt)
-        return (a, b, sxy, sxx, syy), None
+    def sl(a, start, axis=-1):
+        return lax.dynamic_slice_in_dim(a, start, block, axis)
 
-    init = (jnp.zeros((g, n), dt), jnp.zeros((n,), dt), jnp.zeros(g, dt), jnp.zeros(g, dt), jnp.zeros((), dt))
-    (a, b, sxy, sxx, syy), _ = jax.lax.scan(body, init, pairs)
-    sa, sb = jnp.sum(a, axis=1), jnp.sum(b)
-    sxy = sxy - 2.0 / nf * (a @ b) + sa * sb / (nf * nf)
-    sxx = sxx - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
-    syy = syy - 2.0 / nf * jnp.sum(b * b) + sb * sb / (nf * nf)
+    def mask2(r0, c0):
+        return sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
+
+    def out_block(r0, c0):
+        L = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind)
+        return L * mask2(r0, c0) if padded else L
+
+    # ---- 1. output centring: exact (pre-pass, L 1) for Gamma, else a subsample shift
+    if want_gamma:
+        def pre(r0, c0):
+            L = out_block(r0, c0)
+            return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
+
+        _, lrow = _sym_sweep(n, block, pre, (), dt)
+        rl = lrow[0] / nf
+    else:
+        rl = lax.map(lambda rows: jnp.mean(_output_gram_tile(Zs, rows, sub, out_kind), axis=-1),
+                     tiles).reshape(N)[:n]
+    rl_bar = jnp.mean(rl)
+    rlp = _pad_last(rl, N)
+    rkp = _pad_last(rk, N)
+
+    def lc_block(r0, c0):
+        Lc = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind) - sl(rlp, r0)[:, None] \
+            - sl(rlp, c0)[None, :] + rl_bar
+        return Lc * mask2(r0, c0) if padded else Lc
+
+    # ---- 2. main pass over the inputs
+    def main(r0, c0):
+        K = _input_gram(sl(Xp, r0), sl(Xp, c0), cat, G)  # (g, b, b)
+        Kt = K - sl(rkp, r0)[:, :, None] - sl(rkp, c0)[:, None, :] + rk_bar[:, None, None]
+        if padded:
+            Kt = Kt * mask2(r0, c0)
+        Lc = lc_block(r0, c0)
+        sums = {"sxy": jnp.sum(Kt * Lc, axis=(1, 2)), "sxx": jnp.sum(Kt * Kt, axis=(1, 2)),
+                "syy": jnp.sum(Lc * Lc)}
+        rows, cols = [jnp.sum(Kt, axis=2)], [jnp.sum(Kt, axis=1)]
+        if not want_gamma:  # row sums of the shifted output kernel
+            rows.append(jnp.sum(Lc, axis=1)[None])
+            cols.append(jnp.sum(Lc, axis=0)[None])
+        else:
+            Q = Lc * Lc
+            KQ = Kt * Q
+            sums["s1"] = jnp.sum(KQ * Kt, axis=(1, 2))
+            rows += [jnp.sum(KQ, axis=2), jnp.sum(Q, axis=1)[None]]
+            cols += [jnp.sum(KQ, axis=1), jnp.sum(Q, axis=0)[None]]
+        return sums, jnp.concatenate(rows), jnp.concatenate(cols)
+
+    init = {"sxy": jnp.zeros(g, dt), "sxx": jnp.zeros(g, dt), "syy": jnp.zeros((), dt)}
+    if want_gamma:
+        init["s1"] = jnp.zeros(g, dt)
+    acc, vec = _sym_sweep(n, block, main, init, dt)
+    a = vec[:g]  # Kt 1
+    sa = jnp.sum(a, axis=1)
+    sxx = acc["sxx"] - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
+    if want_gamma:  # Lc exactly centred
+        sxy, syy, cb = acc["sxy"], acc["syy"], rl
+    else:
+        bl = vec[g]  # Lt 1
+        sbl = jnp.sum(bl)
+        sxy = acc["sxy"] - 2.0 / nf * (a @ bl) + sa * sbl / (nf * nf)
+        syy = acc["syy"] - 2.0 / nf * jnp.sum(bl * bl) + sbl * sbl / (nf * nf)
+        cb = bl / nf + rl  # exact: L 1 / n
+    gb = jnp.mean(cb)
     norm = nf * nf
     hxy, hxx, hyy = sxy / norm, sxx / norm, syy / norm
     ca = a / nf + rk  # exact: K 1 / n
-    cb = b / nf + rl
-    return {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy), "ca": ca,
-            "ga": jnp.mean(ca, axis=1), "cb": cb, "gb": jnp.mean(cb), "sxy": sxy}
+    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy), "ca": ca,
+           "ga": jnp.mean(ca, axis=1), "cb": cb, "gb": gb, "sxy": sxy}
+    if want_gamma:
+        kq, q = vec[g:2 * g], vec[2 * g]
+        u = a / nf - (sa / (2.0 * nf * nf))[:, None]  # (g, n): Kc_ij = Kt_ij - u_i - u_j
+        up = _pad_last(u, N)
 
+        def post(r0, c0):
+            Lc = lc_block(r0, c0)
+            t = sl(up, r0) @ (Lc * Lc)  # (g, b)
+            return jnp.sum(t * sl(up, c0), axis=1), None, None
+
+        uqu, _ = _sym_sweep(n, block, post, jnp.zeros(g, dt), dt)
+        s_all = acc["s1"] - 4.0 * jnp.sum(u * kq, axis=1) + 2.0 * ((u * u) @ q) + 2.0 * uqu
+        lc_diag = diag_l - 2.0 * rl + rl_bar
+        kc_diag = (1.0 - 2.0 * rk + rk_bar[:, None]) - 2.0 * u
+        s_b = s_all - (kc_diag * kc_diag) @ (lc_diag * lc_diag)
+        sum_k = sa + nf * nf * rk_bar  # 1'K1
+        res.update(_gamma_params(sum_k, nf * jnp.sum(rl), diag_l, s_b, hxy, n, dt, "V"))
+    return res
+
+
+def _gamma_params(sum_k, sum_l, diag_l, s_b, hxy, n, dt, estimator):
+    """Gamma approximation (Gretton et al. 2007) with OpenTURNS' mean / variance formulas.
+
+    ``sum_k`` (g,) = 1'K1, ``sum_l`` = 1'L1, ``diag_l`` (n,) = diag L,
+    ``s_b`` (g,) = sum_{i != j} ((HKH) o (HLH))_ij^2 (unit-diagonal input kernels).
+    """
+    nf = jnp.asarray(n, dt)
+    ex = (sum_k - nf) / (nf * (nf - 1.0))
+    tr_l = jnp.sum(diag_l)
+    ey = (sum_l - tr_l) / (nf * (nf - 1.0))
+    mean = (1.0 - ex) * (tr_l / nf - ey) / nf
+    factor = 2.0 * (nf - 4.0) * (nf - 5.0) / (nf * (nf - 1.0) * (nf - 2.0) * (nf - 3.0))
+    var = s_b * factor / (nf * (nf - 1.0))
+    x = nf * hxy if estimator == "V" else nf * hxy + nf * mean
+    # Gamma(shape, scale) survival function of x: see _gamma_sf
+    return {"gamma_shape": mean * mean / var, "gamma_scale": nf * var / mean, "gamma_x": x,
+            "gamma_mean": mean, "gamma_var": var}
 
 
 @partial(
@@ -356,7 +543,7 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, bl
     Zs = Z if out_kind == "linear" else Z / theta_z
     diag_l = _output_diag(Z, out_kind)
     if single_pass:
-        return _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt)
+        return _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l)
 
     # ---- pass 1: weighted row sums K w, L w, from the upper-triangle blocks only
     pairs = _block_pairs(n, block)
@@ -438,21 +625,8 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, bl
         "sxy": sums[0],
     }
     if want_gamma:
-        ex = (jnp.sum(a, axis=1) - nf) / (nf * (nf - 1.0))
-        tr_l = jnp.sum(diag_l)
-        ey = (jnp.sum(b) - tr_l) / (nf * (nf - 1.0))
-        mean = (1.0 - ex) * (tr_l / nf - ey) / nf
-        factor = 2.0 * (nf - 4.0) * (nf - 5.0) / (nf * (nf - 1.0) * (nf - 2.0) * (nf - 3.0))
-        var = sums[3] * factor / (nf * (nf - 1.0))
-        alpha = mean * mean / var
-        scale = nf * var / mean
-        x = nf * hxy if estimator == "V" else nf * hxy + nf * mean
-        # Gamma(shape=alpha, scale) survival function of x: see _gamma_sf
-        res["gamma_shape"] = alpha
-        res["gamma_scale"] = scale
-        res["gamma_x"] = x
-        res["gamma_mean"] = mean
-        res["gamma_var"] = var
+        res.update(_gamma_params(jnp.sum(a, axis=1), jnp.sum(b), diag_l, sums[3], hxy, n, dt,
+                                 estimator))
     return res
 
 
@@ -466,61 +640,62 @@ def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimat
     """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``.
 
     Permutation ``b`` is ``jax.random.permutation(jax.random.split(key, n_perm)[b], n)``: the
-    permuted output is ``Y[perm]``.
+    permuted output is ``Y[perm]``.  Permutations are processed ``chunk`` at a time; for each
+    chunk one sweep over the upper-triangle blocks computes the centred input block
+    ``Kc`` (g, b, b) once and the permuted output blocks (chunk, b, b), contracted as one
+    ``(chunk, b^2) x (b^2, g)`` matrix product: the input kernels are recomputed
+    ``ceil(n_perm / chunk)`` times (``g / chunk`` kernel entries per pair and permutation) and
+    the per-permutation work is one output kernel entry and ``2 g`` flops per pair.
     """
     c, n = Xt.shape
     dt = Xt.dtype
     G = groups if has_groups else None
     Xs = Xt / theta[:, None]
     Zs = Z if out_kind == "linear" else Z / theta_z
+    g = groups.shape[0] if has_groups else c
+    nb = -(-n // block)
+    N = nb * block
     cols = jnp.arange(n)
     n_chunks = -(-n_perm // chunk)
     keys = jax.random.split(key, n_perm)
     perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (B, n)
     pad = n_chunks * chunk - n_perm  # identity permutations, discarded at the end
     perms = jnp.concatenate([perms, jnp.broadcast_to(cols, (pad, n))], axis=0)
-    # permuted outputs, centring vectors and weights, gathered once: (n_chunks, chunk, n[, k])
-    zp = Zs[perms].reshape(n_chunks, chunk, n, -1)
-    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, n)
-    if weighted:
-        wp = w[perms].reshape(n_chunks, chunk, n)
-    else:  # placeholder, unused
-        wp = jnp.zeros((n_chunks, 1), dt)
+    perms = _pad_last(perms, N)  # padded positions are masked out below
+    # permuted outputs, centring vectors and weights: (n_chunks, chunk, N[, k])
+    zp = Zs[perms].reshape(n_chunks, chunk, N, -1)
+    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, N)
+    wp = w[perms].reshape(n_chunks, chunk, N) if weighted else jnp.zeros((n_chunks, 1), dt)
+    Xp, cap = _pad_last(Xs, N), _pad_last(ca, N)
+    valid = jnp.asarray(np.arange(N) < n, dt)
+    ar = jnp.arange(block)
     vdiag = estimator == "V"
-    g = groups.shape[0] if has_groups else c
 
-    def tile_body(acc, args):
-        rows, cols_, vr, vc, wgt = args
-        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)  # (g, b, b)
-        Kc = Kt - ca[:, rows][:, :, None] - ca[:, cols_][:, None, :] + ga[:, None, None]
-        mask = vr[:, None] & vc[None, :]
-        if not vdiag:
-            mask = mask & (rows[:, None] != cols_[None, :])
-        Kc2 = (Kc * (wgt * mask.astype(dt))[None]).reshape(g, -1)
+    def sl(a, start, axis=-1):
+        return lax.dynamic_slice_in_dim(a, start, block, axis)
 
-        def chunk_body(args):
-            z, cc, ww = args  # (chunk, n, k), (chunk, n), (chunk, n) or placeholder
-            zr, zc, cr, ccol = z[:, rows], z[:, cols_], cc[:, rows], cc[:, cols_]
-            if out_kind == "linear":
-                Lt = jnp.einsum("btk,bmk->btm", zr, zc)
-            elif z.shape[-1] == 1:
-                u = zr[:, :, 0][:, :, None] - zc[:, :, 0][:, None, :]
-                Lt = jnp.exp(-0.5 * (u * u))
-            else:
-                u = zr[:, :, None, :] - zc[:, None, :, :]
-                Lt = jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
-            M = Lt - cr[:, :, None] - ccol[:, None, :]
+    def one_chunk(args):
+        z, cc, ww = args  # (chunk, N, k), (chunk, N), (chunk, N) or placeholder
+
+        def body(r0, c0):
+            K = _input_gram(sl(Xp, r0), sl(Xp, c0), cat, G)  # (g, b, b)
+            mask = sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
+            if not vdiag:  # U-statistic: off-diagonal entries only
+                mask = mask * ((r0 + ar)[:, None] != (c0 + ar)[None, :]).astype(dt)
+            Kc = (K - sl(cap, r0)[:, :, None] - sl(cap, c0)[:, None, :] + ga[:, None, None]) \
+                * mask
+            Lt = _output_gram(sl(z, r0, 1), sl(z, c0, 1), out_kind)  # (chunk, b, b)
+            M = Lt - sl(cc, r0)[:, :, None] - sl(cc, c0)[:, None, :]
             if weighted:
-                M = M * (ww[:, rows][:, :, None] * ww[:, cols_][:, None, :])
+                M = M * (sl(ww, r0)[:, :, None] * sl(ww, c0)[:, None, :])
             # one (chunk, b b) x (b b, g) matrix product (einsum's layout is slow on CPU)
-            return M.reshape(M.shape[0], -1) @ Kc2.T
+            return M.reshape(M.shape[0], -1) @ Kc.reshape(g, -1).T, None, None
 
-        contrib = lax.map(chunk_body, (zp, cp, wp))  # (n_chunks, chunk, g)
-        return acc + contrib.reshape(n_chunks * chunk, g), None
+        acc, _ = _sym_sweep(n, block, body, jnp.zeros((chunk, g), dt), dt)
+        return acc
 
-    acc0 = jnp.zeros((n_chunks * chunk, g), dt)
-    acc, _ = lax.scan(tile_body, acc0, _block_pairs(n, block))
-    return acc[:n_perm]
+    stats = lax.map(one_chunk, (zp, cp, wp))  # (n_chunks, chunk, g)
+    return stats.reshape(n_chunks * chunk, g)[:n_perm]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -655,6 +830,20 @@ def _auto_tile(n, g, tile_size):
     else:
         block = int(min(tile_size, n))
     return block
+
+
+def _balanced_block(n, target):
+    """Block side near ``target`` (clipped to [32, n]) that tiles ``n`` with little padding.
+
+    A divisor ``n / nb`` of ``n`` is preferred when ``nb`` is within 2 of ``ceil(n / target)``
+    (no padded block, hence no masks); otherwise ``ceil(n / nb)``.
+    """
+    target = int(min(n, max(32, target)))
+    nb0 = -(-n // target)
+    for nb in sorted(range(max(1, nb0 - 2), nb0 + 3), key=lambda k: (abs(k - nb0), k)):
+        if n % nb == 0:
+            return n // nb
+    return -(-n // nb0)
 
 
 def _apply_filter(f, y, name):
@@ -799,10 +988,10 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     X, Z, theta, theta_z, w = (jnp.asarray(a) for a in (X, Z, theta, theta_z, w))
     Xt = X.T
     gr = groups.astype(X.dtype) if has_groups else jnp.zeros((1, d), X.dtype)
-    single = estimator == "V" and pvalue != "gamma" and not weighted
+    single = estimator == "V" and not weighted
     # the single pass keeps a kernel block and its products live at once: smaller blocks
     # stay in cache (measured on 2 cores: 2^19 elements per block beats 2^21 by ~30%)
-    core_block = int(min(n, max(32, math.isqrt(SINGLE_PASS_TILE_ELEMENTS // g)))) \
+    core_block = _balanced_block(n, math.isqrt(SINGLE_PASS_TILE_ELEMENTS // g)) \
         if single and tile_size is None else block
     res = _hsic_core(Xt, theta, gr, Z, theta_z, w, estimator=estimator, out_kind=out_kind,
                      cat=cat_s, block=core_block, want_gamma=(pvalue == "gamma"),
@@ -811,17 +1000,16 @@ def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n
     if pvalue == "gamma":
         pv = _gamma_sf(res, X.dtype)
     elif pvalue == "permutation":
-        if perm_chunk is None:
-            chunk = max(1, min(n_permutations, PERM_BLOCK_ELEMENTS // (block * block)))
-        else:
-            chunk = int(perm_chunk)
+        chunk = min(n_permutations, PERM_CHUNK) if perm_chunk is None else int(perm_chunk)
+        perm_block = block if tile_size is not None else _balanced_block(
+            n, math.isqrt(PERM_BLOCK_ELEMENTS // chunk))
         if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
             k = key
         else:
             k = jnp.asarray(key)
         stats = _perm_core(k, Xt, theta, gr, Z, theta_z, w, res["ca"], res["ga"], res["cb"],
                            res["gb"], estimator=estimator, out_kind=out_kind, cat=cat_s,
-                           block=block, has_groups=has_groups, n_perm=int(n_permutations),
+                           block=perm_block, has_groups=has_groups, n_perm=int(n_permutations),
                            chunk=chunk, weighted=weighted)
         pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(X.dtype)
     return res, pv
@@ -867,15 +1055,17 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a
         (d,) boolean mask, a list of column indices, ``"categorical"`` (all), or a list of
         per-column names ``"gaussian"`` / ``"categorical"``.
-      tile_size: side ``b`` of the square blocks (``None``: automatic, ``isqrt(2^21 / d)``
-        clipped to [32, n]); ``tile_size=n`` computes everything in one (d, n, n) block (same
-        result up to rounding).
+      tile_size: side ``b`` of the square blocks (``None``: automatic and cache-sized, see the
+        module docstring: about ``isqrt(2^19 / d)`` for the one-pass V-statistic, 80 for the
+        permutations, ``isqrt(2^21 / d)`` otherwise, clipped to [32, n]); ``tile_size=n``
+        computes everything in one (d, n, n) block (same result up to rounding).
       convention: ``None`` or ``"novello2023"`` (pooled-median bandwidth, V-statistic; needs
         ``target=best_fraction(q)``).
       pvalue_convention: counting of the permutation p-value: ``"conservative"`` (default,
         ``(1 + #{HSIC_b >= HSIC_obs}) / (1 + B)``, a valid p-value under the null, Phipson &
         Smyth 2010) or ``"openturns"`` (``#{HSIC_b > HSIC_obs} / (1 + B)``, which can be 0).
-      perm_chunk: permutations per vectorized block (default: automatic from memory).
+      perm_chunk: permutations per sweep over the input kernels (default
+        ``min(n_permutations, PERM_CHUNK)`` = 100).
 
     Returns:
       :class:`HSICResult` with ``hsic``, ``r2``, ``pvalue`` of shape (d,).

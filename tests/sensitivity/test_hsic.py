@@ -613,7 +613,8 @@ def _batched(X, Y, estimator, want_gamma):
         thy = jnp.std(y, axis=0, ddof=1)
         return _hsic_core(x.T, th, jnp.zeros((1, d), x.dtype), y, thy, jnp.ones(n, x.dtype),
                           estimator=estimator, out_kind="gaussian", cat=None, block=n,
-                          want_gamma=want_gamma, has_groups=False), th, thy
+                          want_gamma=want_gamma, has_groups=False,
+                          single_pass=estimator == "V"), th, thy  # the path hsic() takes
 
     return jax.jit(jax.vmap(one))(jnp.asarray(X), jnp.asarray(Y))
 
