@@ -978,8 +978,15 @@ def _pvalues_from_perm(stats, obs, convention):
     return (1.0 + cnt) / (stats.shape[0] + 1.0)
 
 
-def _run(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n_permutations,
-         key, tile_size, pvalue_convention, perm_chunk, weighted=False):
+def _run(*args, **kwargs):
+    # Full float32 matrix products: on GPUs the default lets XLA use TF32 (10-bit
+    # mantissas), which would break the float32-vs-float64 agreement of the sums.
+    with jax.default_matmul_precision("highest"):
+        return _run_core(*args, **kwargs)
+
+
+def _run_core(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n_permutations,
+              key, tile_size, pvalue_convention, perm_chunk, weighted=False):
     n, d = X.shape
     has_groups = groups is not None
     g = groups.shape[0] if has_groups else d

@@ -95,7 +95,7 @@ def gram_matrix(x, theta=None, kind="gaussian"):
     if kind == "categorical":
         return jnp.all(x[:, None, :] == x[None, :, :], axis=-1).astype(x.dtype)
     if kind == "linear":
-        return x @ x.T
+        return jnp.matmul(x, x.T, precision="highest")
     raise ValueError(f"kind must be 'gaussian', 'categorical' or 'linear', got {kind!r}")
 
 

@@ -121,7 +121,7 @@ def _morris_core(X, Y, delta, key, idx, *, n_bootstrap):
     """X (r, d+1, d) unit, Y (k, r, d+1) -> EE (k, d, r), stats, bootstrap mu* (R, k, d)."""
     sign = jnp.sign(X[:, 1:, :] - X[:, :-1, :])  # (r, d, d): step s, var j
     dy = Y[:, :, 1:] - Y[:, :, :-1]  # (k, r, d)
-    ee = jnp.einsum("krs,rsj->kjr", dy, sign) / delta  # (k, d, r)
+    ee = jnp.einsum("krs,rsj->kjr", dy, sign, precision="highest") / delta  # (k, d, r)
     mu = ee.mean(-1)
     mu_star = jnp.abs(ee).mean(-1)
     sigma = jnp.std(ee, axis=-1, ddof=1)

@@ -392,7 +392,8 @@ def _sobol_core(Y, key, idx, *, d, second_order, estimator, n_bootstrap, chunk, 
         # multiplicities of the base rows: a flat int32 scatter-add (much faster on CPU than 2-D float)
         flat = (ii.astype(jnp.int32) + jnp.arange(chunk, dtype=jnp.int32)[:, None] * n).reshape(-1)
         cnt = jnp.zeros((chunk * n,), jnp.int32).at[flat].add(1).reshape(chunk, n)
-        M = (cnt.astype(Y.dtype) / n) @ Gmat  # (chunk, sum k * size)
+        # full float32 products (no TF32 on GPUs): the bootstrap means must match float64
+        M = jnp.matmul(cnt.astype(Y.dtype) / n, Gmat, precision="highest")  # (chunk, sum k * size)
         parts = [M[:, offs[i]:offs[i + 1]].reshape((chunk, k) + shapes[i]) for i in range(len(leaves))]
         return jax.vmap(fin)(jax.tree_util.tree_unflatten(treedef, parts))  # leaves (chunk, k, ...)
 
