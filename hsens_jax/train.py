@@ -402,11 +402,17 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
-def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_idx, dropout_key, t):
+def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_idx, dropout_key, t, *,
+               guard: bool = True):
     """One optimizer step on the examples ``batch_idx``; returns (new state, training loss).
 
-    A step whose loss or new parameters are not finite leaves the state unchanged and
-    marks it diverged; a diverged state is never updated again.
+    With ``guard`` (the training loop's setting), a step whose loss or new parameters are
+    not finite leaves the state unchanged and marks it diverged; a diverged state is never
+    updated again. ``guard=False`` is the same step without that bookkeeping (no finiteness
+    test of the parameters, no selection over the state): identical results while training
+    stays finite, and the flags record the first non-finite loss only. Hypergradients
+    (:mod:`hsens_jax.hypergrad`) differentiate this lean step, whose guard would otherwise
+    cost a select per state array in every pass.
     """
     x = data.x_train[batch_idx]
     y = data.y_train[batch_idx]
@@ -421,6 +427,10 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": learning_rate_at(spec, hp, t)})
     updates, opt_state = opt.update(grads, opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if not guard:
+        first = ~state.diverged & ~jnp.isfinite(loss)
+        return TrainState(params, new_stats, opt_state, state.diverged | first,
+                          jnp.where(first, jnp.asarray(t, jnp.int32), state.diverged_step)), loss
     ok = jnp.isfinite(loss) & _all_finite(params) & ~state.diverged
     new = TrainState(params, new_stats, opt_state, state.diverged, state.diverged_step)
     frozen = state._replace(
