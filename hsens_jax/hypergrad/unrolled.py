@@ -94,7 +94,7 @@ def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0,
     def body(carry, _):
         loop, t = carry
         perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t)
-        state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t)
+        state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t, guard=False)
         return (LoopState(state, perm), t + 1), None
 
     return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n)[0][0]
