@@ -33,7 +33,7 @@ import numpy as np
 
 from hsens_jax.data import load_dataset
 from hsens_jax.hypergrad.core import _one
-from hsens_jax.hypergrad.unrolled import default_segment, final_state, objective_value
+from hsens_jax.hypergrad.unrolled import final_state, objective_value, segment_for
 from hsens_jax.models import ModelSpec
 from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
 
@@ -94,7 +94,7 @@ def bench_T(T, data, n_train, repeats):
     key = jax.random.PRNGKey(0)
     h = len(WRT)
     k = max(1, T // 10)
-    seg = default_segment(T)
+    seg = segment_for(spec, data, hp, key)  # the default of mode='checkpointed'
     programs = []  # (row, callable running it once)
 
     train_fn = jax.jit(lambda hp, key: train(spec, data, hp, key)["final_val_loss"])

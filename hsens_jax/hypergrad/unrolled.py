@@ -97,7 +97,7 @@ def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0,
         state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t, guard=False)
         return (LoopState(state, perm), t + 1), None
 
-    return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n)[0][0]
+    import os; return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n, unroll=int(os.environ.get("HG_UNROLL", "1")))[0][0]
 
 
 def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start: int, stop: int,
@@ -131,9 +131,44 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
     return loop
 
 
-def default_segment(n_steps: int) -> int:
-    """Default checkpoint segment length: ``ceil(sqrt(n_steps))`` (O(sqrt T) memory)."""
-    return max(1, math.ceil(math.sqrt(n_steps)))
+def default_segment(n_steps: int, state_to_residual: float = 1.0) -> int:
+    """Checkpoint segment length ``s = ceil(sqrt(state_to_residual * n_steps))``.
+
+    Checkpointing ``T`` steps in segments of ``s`` keeps ``T / s`` boundary states (``B``
+    bytes each) and the residuals of one segment (``s`` steps of ``R`` bytes), so peak
+    memory ``(T / s) B + s R`` is smallest at ``s = sqrt(T B / R)``: pass
+    ``state_to_residual = B / R`` (see :func:`segment_for`); the default 1 gives the
+    textbook ``ceil(sqrt(T))``. Either way memory is O(sqrt T) and the time is one extra
+    forward pass (Griewank and Walther 2000; Chen et al. 2016).
+    """
+    return min(max(1, n_steps), max(1, math.ceil(math.sqrt(state_to_residual * n_steps))))
+
+
+def _nbytes(tree) -> int:
+    return sum(math.prod(a.shape) * jnp.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+
+
+def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
+    """Memory-optimal checkpoint segment for this problem (:func:`default_segment` with
+    ``B / R`` measured): ``B`` is the size of the loop state (parameters, optimizer state,
+    batch order), ``R`` the size of the residuals reverse mode keeps for one step, both read
+    off the traced program (``jax.eval_shape``; nothing is run).
+
+    On the digits MLP with Adam ``B / R`` is about 0.35 (segments of 6, 19, 60 steps at
+    T = 100, 1000, 10000): less memory than ``sqrt(T)`` and, with smaller residual
+    blocks, faster as well (benchmarks/bench_hypergrad.py).
+    """
+    spec1 = spec
+
+    def sizes(hp, key):
+        carry = init_carry(spec1, data, hp, key)
+        loop = LoopState(carry.state, carry.perm)
+        _, pullback = jax.vjp(lambda l, h: _scan_steps(spec1, data, h, carry.keys, l, 0, 1), loop, hp)
+        return loop, pullback
+
+    shape = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype)  # noqa: E731
+    loop, pullback = jax.eval_shape(sizes, jax.tree.map(shape, hp), shape(key))
+    return default_segment(spec.n_steps, _nbytes(loop) / max(1, _nbytes(pullback)))
 
 
 def _reinject(state: TrainState, hp) -> TrainState:
@@ -231,7 +266,7 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
       mode: ``"reverse"``, ``"checkpointed"``, ``"forward"`` or ``"truncated"``.
       objective: see :func:`objective_value`.
       checkpoint_every: segment length (``"checkpointed"``: default
-        :func:`default_segment`; ``"truncated"``: optional).
+        :func:`segment_for`, memory-optimal; ``"truncated"``: optional).
       truncate: number of final steps differentiated through (``"truncated"`` only).
     Returns:
       ``(value, grad, diverged)``: the objective, a dict ``name -> dY/dname`` (raw
@@ -243,7 +278,7 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
     """
     x0 = {n: hp[n] for n in wrt}
     if mode == "checkpointed":
-        checkpoint_every = checkpoint_every or default_segment(spec.n_steps)
+        checkpoint_every = checkpoint_every or segment_for(spec, data, hp, key)
     elif mode in ("reverse", "forward"):
         checkpoint_every = None
     f = unrolled_objective(spec, data, hp, key, wrt, objective=objective,
