@@ -218,7 +218,9 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
       objective: ``"final_val_loss"`` (default; equals ``train(...)["final_val_loss"]``),
         ``"final_train_loss"``, or ``f(spec, data, hp, state) -> scalar``.
       checkpoint_every: segment length of the checkpointed loop (default
-        ``ceil(sqrt(n_steps))``); with ``"truncated"``, optional checkpointing of the
+        :func:`~hsens_jax.hypergrad.unrolled.segment_for`: the memory-optimal
+        ``ceil(sqrt(n_steps * B / R))`` for state size B and per-step residual size R);
+        with ``"truncated"``, optional checkpointing of the
         differentiated tail.
       truncate: ``"truncated"`` mode: number of final steps differentiated through.
       coordinates: ``"natural"`` (``x dY/dx`` = ``dY/dlog x`` for log-scaled names) or

@@ -17,8 +17,9 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     the same, with the loop cut into segments of ``s`` steps, each wrapped in
     ``jax.checkpoint``: only the state at segment boundaries is stored (T/s states) and
     a segment's residuals are recomputed while its gradient is taken (s steps). With
-    the default ``s = ceil(sqrt(T))`` memory is O(sqrt(T)) at the price of one extra
-    forward pass (Griewank and Walther 2000; Chen et al. 2016).
+    the default ``s = ceil(sqrt(T B / R))`` (:func:`segment_for`: B bytes of loop state,
+    R bytes of residuals per step) memory is O(sqrt(T)), and as small as it gets, at the
+    price of one extra forward pass (Griewank and Walther 2000; Chen et al. 2016).
 ``"forward"``
     ``jax.jvp`` with one tangent per hyperparameter, batched like ``jax.jacfwd``:
     the tangents ``dtheta_t/dlambda`` are carried along with the state, so memory does
@@ -35,9 +36,13 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
 Batches follow the engine exactly (the permutation of epoch ``e`` is drawn from the
 data-order key folded with ``e``), so the function differentiated here is the training
 run of :func:`hsens_jax.train.train` and its value equals ``train(...)["final_val_loss"]``
-(tested). The only part of :func:`hsens_jax.train.step` not reused is the bookkeeping of
-the recorded curves (validation inside a ``lax.cond`` at every evaluation step), which
-would make reverse mode store validation residuals at every step.
+(tested). The parts of :func:`hsens_jax.train.step` not reused are bookkeeping the
+objective does not need: the recorded curves (validation inside a ``lax.cond`` at every
+evaluation step, which would make reverse mode store validation residuals at every step)
+and the divergence freeze (``train_step(..., guard=False)``: no finiteness test of the
+parameters and no select over the state, which in every pass, primal, tangent and
+adjoint, cost about a third of a step; the run is identical while it stays finite, and a
+non-finite loss still sets ``diverged``).
 
 Everything here is a pure function of ``(spec, data, hp, key)``; ``spec`` is static.
 """
