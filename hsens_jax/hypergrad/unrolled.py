@@ -93,7 +93,7 @@ class LoopState(NamedTuple):
     perm: jax.Array  # current epoch's permutation of the training set
 
 
-def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int) -> LoopState:
+def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int, unroll=1) -> LoopState:
     """Steps ``t0, ..., t0 + n - 1`` (``t0`` may be traced, ``n`` static); the step index is
     carried rather than scanned over, so no array of length ``n`` is allocated."""
     def body(carry, _):
@@ -102,7 +102,7 @@ def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0,
         state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t, guard=False)
         return (LoopState(state, perm), t + 1), None
 
-    import os; return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n, unroll=int(os.environ.get("HG_UNROLL", "1")))[0][0]
+    return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n, unroll=unroll)[0][0]
 
 
 def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start: int, stop: int,
