@@ -441,17 +441,19 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     return merged, jnp.where(ok, loss, jnp.nan)
 
 
-def batch_indices(spec: TrainSpec, keys, perm, t):
+def batch_indices(spec: TrainSpec, keys, perm, t, redraw=True):
     """The examples and dropout key of step ``t``: ``(perm, batch_idx, dropout_key)``.
 
     ``keys`` are the (init, data order, dropout) keys of :func:`init_carry`; ``perm`` is the
     current epoch's permutation, redrawn (from the data-order key and the epoch) at the
-    first step of each epoch.
+    first step of each epoch. ``redraw=False`` (a bool, possibly traced) keeps ``perm`` at
+    an epoch's first step too: for callers that already hold that epoch's permutation
+    (checkpointed hypergradients draw it once, outside the recomputed segment).
     """
     spe = spec.steps_per_epoch
     epoch, pos = t // spe, t % spe
     perm = jax.lax.cond(
-        pos == 0,
+        (pos == 0) if redraw is True else (pos == 0) & redraw,
         lambda: jax.random.permutation(jax.random.fold_in(keys[1], epoch), spec.n_train).astype(jnp.int32),
         lambda: perm,
     )
