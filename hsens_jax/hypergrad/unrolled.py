@@ -93,16 +93,22 @@ class LoopState(NamedTuple):
     perm: jax.Array  # current epoch's permutation of the training set
 
 
-def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int, unroll=1) -> LoopState:
+def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int,
+                perm_ready: bool = False) -> LoopState:
     """Steps ``t0, ..., t0 + n - 1`` (``t0`` may be traced, ``n`` static); the step index is
-    carried rather than scanned over, so no array of length ``n`` is allocated."""
+    carried rather than scanned over, so no array of length ``n`` is allocated.
+    ``perm_ready``: ``loop.perm`` already is the permutation of step ``t0``'s epoch (not
+    drawn again even if ``t0`` starts an epoch)."""
+    first = jnp.asarray(t0, jnp.int32)
+
     def body(carry, _):
         loop, t = carry
-        perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t)
+        redraw = (t != first) if perm_ready else True
+        perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t, redraw=redraw)
         state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t, guard=False)
         return (LoopState(state, perm), t + 1), None
 
-    return jax.lax.scan(body, (loop, jnp.asarray(t0, jnp.int32)), None, length=n, unroll=unroll)[0][0]
+    return jax.lax.scan(body, (loop, first), None, length=n)[0][0]
 
 
 def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start: int, stop: int,
@@ -114,8 +120,12 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
       keys: the (3,) keys of :func:`hsens_jax.train.init_carry` (init, data order, dropout).
       loop: the state before step ``start``.
       checkpoint_every: None for one plain ``lax.scan``; an int ``s`` to cut the steps
-        into segments of ``s`` (a shorter first segment takes the remainder), each under
-        ``jax.checkpoint``, so reverse mode stores only segment-boundary states.
+        into segments of ``s`` (a shorter last segment takes the remainder), each under
+        ``jax.checkpoint``, so reverse mode stores only segment-boundary states. The batch
+        order of a segment's first step is drawn before the segment, outside the
+        checkpoint: it is stored with the boundary state rather than drawn again when the
+        segment is recomputed (with segments of whole epochs, see :func:`segment_for`,
+        recomputation then draws no permutation at all when ``s`` is one epoch).
     Returns:
       the :class:`LoopState` after step ``stop - 1``.
     """
@@ -128,11 +138,17 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
         return jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, n))(loop, hp)
     s = int(checkpoint_every)
     n_seg, r = divmod(n, s)
+    segment = jax.checkpoint(lambda l, h, t0: _scan_steps(spec, data, h, keys, l, t0, s, perm_ready=True),
+                             prevent_cse=False)
+
+    def outer(l, t0):
+        perm = batch_indices(spec, keys, l.perm, t0)[0]  # step t0's permutation, drawn once
+        return segment(l._replace(perm=perm), hp, t0), None
+
+    starts = jnp.arange(n_seg, dtype=jnp.int32) * s + start
+    loop, _ = jax.lax.scan(outer, loop, starts)
     if r:
-        loop = jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, r))(loop, hp)
-    segment = jax.checkpoint(lambda l, h, t0: _scan_steps(spec, data, h, keys, l, t0, s), prevent_cse=False)
-    starts = jnp.arange(n_seg, dtype=jnp.int32) * s + (start + r)
-    loop, _ = jax.lax.scan(lambda l, t0: (segment(l, hp, t0), None), loop, starts)
+        loop = jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start + n_seg * s, r))(loop, hp)
     return loop
 
 
@@ -159,9 +175,14 @@ def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
     batch order), ``R`` the size of the residuals reverse mode keeps for one step, both read
     off the traced program (``jax.eval_shape``; nothing is run).
 
-    On the digits MLP with Adam ``B / R`` is about 0.35 (segments of 6, 19, 60 steps at
-    T = 100, 1000, 10000): less memory than ``sqrt(T)`` and, with smaller residual
-    blocks, faster as well (benchmarks/bench_hypergrad.py).
+    When that optimum is at least half an epoch it is rounded to a whole number of
+    epochs: segments then start at epoch starts, whose permutations :func:`run_steps`
+    draws once, in the forward sweep, instead of again in the recomputation (drawing a
+    permutation is a sort of the training set, a large part of a short epoch's cost).
+
+    On the digits MLP with Adam (22 steps per epoch) ``B / R`` is about 0.2: segments of
+    22, 22 and 44 steps at T = 100, 1000, 10000 (optimum 5, 14, 44), less memory than
+    ``sqrt(T)`` at T >= 1000 and faster (benchmarks/bench_hypergrad.py).
     """
     spec1 = spec
 
@@ -173,7 +194,11 @@ def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
 
     shape = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype)  # noqa: E731
     loop, pullback = jax.eval_shape(sizes, jax.tree.map(shape, hp), shape(key))
-    return default_segment(spec.n_steps, _nbytes(loop) / max(1, _nbytes(pullback)))
+    s = default_segment(spec.n_steps, _nbytes(loop) / max(1, _nbytes(pullback)))
+    spe = spec.steps_per_epoch
+    if 2 * s >= spe and spe < spec.n_steps:  # whole epochs, at most doubling the residual memory
+        s = min(spec.n_steps, spe * max(1, round(s / spe)))
+    return s
 
 
 def _reinject(state: TrainState, hp) -> TrainState:
