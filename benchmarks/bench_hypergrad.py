@@ -196,7 +196,9 @@ def main():
              "h = 2 hyperparameters (learning rate, weight decay), implicit: h = 1 (weight decay).", "",
              "`time/train`: run time of the compiled program / run time of one `train` (fastest of repeats, compile "
              "excluded; `train` also runs 20 validation passes). `time/objective`: the same over one run of the "
-             "objective actually differentiated (training without the recorded curves + one validation). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
+             "objective actually differentiated (the engine's step without the recorded curves and without the divergence "
+             "freeze, + one validation). Checkpointed: the default segment (`segment_for`: memory-optimal, whole epochs "
+             "when within a factor 2). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
              "Targets: checkpointed <= 3x, forward <= 1 + 0.5 h = 2x.", ""]
     for T, rows in results.items():
         lines += [f"## T = {T} steps", "",
