@@ -175,14 +175,18 @@ def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
     batch order), ``R`` the size of the residuals reverse mode keeps for one step, both read
     off the traced program (``jax.eval_shape``; nothing is run).
 
-    When that optimum is at least half an epoch it is rounded to a whole number of
-    epochs: segments then start at epoch starts, whose permutations :func:`run_steps`
-    draws once, in the forward sweep, instead of again in the recomputation (drawing a
-    permutation is a sort of the training set, a large part of a short epoch's cost).
+    When that optimum ``s*`` is at least half an epoch, the segment is instead the whole
+    number of epochs nearest ``s* / 2`` (at least one): segments then start at epoch
+    starts, whose permutations :func:`run_steps` draws once, in the forward sweep,
+    instead of again in the recomputation (drawing a permutation sorts the training set:
+    a large part of a short epoch's cost), and shorter residual blocks stay in cache.
+    Halving the segment costs at most ~25% more memory than the optimum
+    (``2.5 sqrt(T B R)`` instead of ``2 sqrt(T B R)``); memory stays O(sqrt T).
 
     On the digits MLP with Adam (22 steps per epoch) ``B / R`` is about 0.2: segments of
-    22, 22 and 44 steps at T = 100, 1000, 10000 (optimum 5, 14, 44), less memory than
-    ``sqrt(T)`` at T >= 1000 and faster (benchmarks/bench_hypergrad.py).
+    5, 22 and 22 steps at T = 100, 1000, 10000 (optimum 5, 14, 44); at T = 10000 the
+    22-step segments took 17 MiB and 2.8 training runs, the optimal 44-step ones 12 MiB
+    and 3.0 (benchmarks/bench_hypergrad.py).
     """
     spec1 = spec
 
@@ -196,8 +200,8 @@ def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
     loop, pullback = jax.eval_shape(sizes, jax.tree.map(shape, hp), shape(key))
     s = default_segment(spec.n_steps, _nbytes(loop) / max(1, _nbytes(pullback)))
     spe = spec.steps_per_epoch
-    if 2 * s >= spe and spe < spec.n_steps:  # whole epochs, at most doubling the residual memory
-        s = min(spec.n_steps, spe * max(1, round(s / spe)))
+    if 2 * s >= spe and spe < spec.n_steps:  # whole epochs, about half the optimum: <= ~25% more memory
+        s = min(spec.n_steps, spe * max(1, round(s / (2 * spe))))
     return s
 
 

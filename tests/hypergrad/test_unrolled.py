@@ -270,9 +270,10 @@ def test_unguarded_step_is_the_guarded_step_while_finite_and_flags_the_first_nan
     assert int(bad.diverged_step) >= int(guarded.diverged_step) >= 0
 
 
-def test_segment_for_minimises_checkpoint_memory(x64):
-    """``segment_for`` is argmin_s (T/s) B + s R for the measured B (loop state) and R (one step's
-    residuals), and XLA's peak temporary memory with it is below that of the textbook sqrt(T)."""
+def test_segment_for_is_the_default_and_saves_memory(x64):
+    """``segment_for`` (from the measured sizes of the loop state and of one step's residuals) is
+    the default segment, and XLA's peak temporary memory with it is below that of the textbook
+    sqrt(T) segments."""
     import dataclasses
 
     from hsens_jax.hypergrad.core import _one
