@@ -424,11 +424,17 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
-def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_idx, dropout_key, t):
+def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_idx, dropout_key, t, *,
+               guard: bool = True):
     """One optimizer step on the examples ``batch_idx``; returns (new state, training loss).
 
-    A step whose loss or new parameters are not finite leaves the state unchanged and
-    marks it diverged; a diverged state is never updated again.
+    With ``guard`` (the training loop's setting), a step whose loss or new parameters are
+    not finite leaves the state unchanged and marks it diverged; a diverged state is never
+    updated again. ``guard=False`` is the same step without that bookkeeping (no finiteness
+    test of the parameters, no selection over the state): identical results while training
+    stays finite, and the flags record the first non-finite loss only. Hypergradients
+    (:mod:`hsens_jax.hypergrad`) differentiate this lean step, whose guard would otherwise
+    cost a select per state array in every pass.
     """
     x = data.x_train[batch_idx]
     y = data.y_train[batch_idx]
@@ -443,6 +449,10 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": learning_rate_at(spec, hp, t)})
     updates, opt_state = opt.update(grads, opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if not guard:
+        first = ~state.diverged & ~jnp.isfinite(loss)
+        return TrainState(params, new_stats, opt_state, state.diverged | first,
+                          jnp.where(first, jnp.asarray(t, jnp.int32), state.diverged_step)), loss
     ok = jnp.isfinite(loss) & _all_finite(params) & ~state.diverged
     new = TrainState(params, new_stats, opt_state, state.diverged, state.diverged_step)
     frozen = state._replace(
@@ -453,17 +463,19 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     return merged, jnp.where(ok, loss, jnp.nan)
 
 
-def batch_indices(spec: TrainSpec, keys, perm, t):
+def batch_indices(spec: TrainSpec, keys, perm, t, redraw=True):
     """The examples and dropout key of step ``t``: ``(perm, batch_idx, dropout_key)``.
 
     ``keys`` are the (init, data order, dropout) keys of :func:`init_carry`; ``perm`` is the
     current epoch's permutation, redrawn (from the data-order key and the epoch) at the
-    first step of each epoch.
+    first step of each epoch. ``redraw=False`` (a bool, possibly traced) keeps ``perm`` at
+    an epoch's first step too: for callers that already hold that epoch's permutation
+    (checkpointed hypergradients draw it once, outside the recomputed segment).
     """
     spe = spec.steps_per_epoch
     epoch, pos = t // spe, t % spe
     perm = jax.lax.cond(
-        pos == 0,
+        (pos == 0) if redraw is True else (pos == 0) & redraw,
         lambda: jax.random.permutation(jax.random.fold_in(keys[1], epoch), spec.n_train).astype(jnp.int32),
         lambda: perm,
     )

@@ -234,3 +234,77 @@ def test_memory_checkpointed_and_forward_far_below_reverse(x64):
     rev, ckpt, fwd = temp(1024, "reverse"), temp(1024, "checkpointed", 32), temp(1024, "forward")
     assert ckpt < rev / 8
     assert fwd < rev / 100
+
+
+# ----------------------------------------------------------------------------- the lean step and the segment length
+
+
+def test_unguarded_step_is_the_guarded_step_while_finite_and_flags_the_first_nan(x64):
+    """``train_step(guard=False)`` (what the hypergradients differentiate) equals the engine's guarded
+    step bit for bit on a finite run, and records the first non-finite loss as the divergence step."""
+    from hsens_jax.train import batch_indices, init_carry, train_step
+
+    data = runge_data()
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def steps(hp, guard):
+        carry = init_carry(RUNGE_SPEC, data, hp, key0())
+        state, perm = carry.state, carry.perm
+        for t in range(8):
+            perm, idx, dkey = batch_indices(RUNGE_SPEC, carry.keys, perm, jnp.int32(t))
+            state, _ = train_step(RUNGE_SPEC, data, hp, state, idx, dkey, jnp.int32(t), guard=guard)
+        return state
+
+    def run(values, guard):
+        return steps(hp_from_values(values, RUNGE_SPEC), guard)
+
+    a, b = run(RUNGE_VALUES, True), run(RUNGE_VALUES, False)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not bool(b.diverged) and int(b.diverged_step) == -1
+    bad = run({**RUNGE_VALUES, "learning_rate": 1e150}, False)
+    guarded = run({**RUNGE_VALUES, "learning_rate": 1e150}, True)
+    assert bool(bad.diverged) and bool(guarded.diverged)
+    # the lean step flags the first non-finite loss, which comes no earlier than the guard's
+    # first non-finite loss or parameter
+    assert int(bad.diverged_step) >= int(guarded.diverged_step) >= 0
+
+
+def test_segment_for_is_the_default_and_saves_memory(x64):
+    """``segment_for`` (from the measured sizes of the loop state and of one step's residuals) is
+    the default segment, and XLA's peak temporary memory with it is below that of the textbook
+    sqrt(T) segments."""
+    import dataclasses
+
+    from hsens_jax.hypergrad.core import _one
+    from hsens_jax.hypergrad.unrolled import segment_for
+
+    data = runge_data()
+    spec = dataclasses.replace(RUNGE_SPEC, n_steps=1024)
+    hp = hp_from_values(RUNGE_VALUES, spec)
+    s = segment_for(spec, data, hp, key0())
+    assert 1 <= s < 32  # the Runge net is tiny next to its per-step residuals: shorter segments
+    assert default_segment(1024, 0.25) == 16 and default_segment(1024, 1e-9) == 1 and default_segment(5, 100.0) == 5
+
+    def temp(seg):
+        lowered = _one.lower(spec, data, hp, key0(), wrt=("learning_rate",), mode="checkpointed",
+                             objective="final_val_loss", checkpoint_every=seg, truncate=None, solver_options=())
+        return lowered.compile().memory_analysis().temp_size_in_bytes
+
+    assert temp(None) == temp(s)  # the default is segment_for
+    assert temp(s) < temp(32)
+
+
+@pytest.mark.parametrize("seg", [5, 7, 10])
+def test_checkpointed_segments_aligned_or_not_equal_plain_reverse(seg, x64):
+    """Segments of whole epochs (5 steps here: the permutation is drawn outside the checkpoint),
+    of 7 (epoch starts inside segments) and 10, each with a shorter last segment: all equal plain
+    reverse mode."""
+    data = runge_data()
+    wrt = ("learning_rate", "weight_decay")
+    rev = hypergradient(RUNGE_SPEC, data, RUNGE_VALUES, key0(), wrt, mode="reverse", coordinates="raw")
+    ck = hypergradient(RUNGE_SPEC, data, RUNGE_VALUES, key0(), wrt, mode="checkpointed", checkpoint_every=seg,
+                       coordinates="raw")
+    assert float(ck.value) == pytest.approx(float(rev.value), rel=1e-13)
+    for n in wrt:
+        assert float(ck.grad_raw[n]) == pytest.approx(float(rev.grad_raw[n]), rel=1e-10, abs=1e-13), n
