@@ -11,5 +11,6 @@ from hsens_jax.hypergrad.unrolled import (
     final_state,
     objective_value,
     run_steps,
+    segment_for,
     unrolled_gradient,
 )
