@@ -16,7 +16,10 @@
    copies of its last run, discarded) so every chunk reuses one compilation.
 3. **Sharding.** A chunk's run axis is split over all local devices with
    ``jax.sharding`` (a 1-D mesh named ``"runs"``); the data are replicated.
-4. **Persistence.** Each finished chunk is written to the run directory at once
+4. **Compilation ahead.** While a group trains, the next group's program compiles on a
+   background thread (XLA compiles without holding the GIL): on an accelerator, or a CPU
+   with a core to spare, the compilation of every group but the first is hidden.
+5. **Persistence.** Each finished chunk is written to the run directory at once
    (:mod:`hsens_jax.results`); a re-run of the same sweep skips it.
 
 Batch size semantics: one step consumes ``batch_size`` examples; an epoch is
@@ -35,6 +38,7 @@ import functools
 import math
 import platform
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Mapping, Sequence
@@ -325,26 +329,58 @@ def run_sweep(
     group_time = np.zeros(len(groups))
     new_chunks = 0
     t_start = time.perf_counter()
-    for gi, group in enumerate(groups):
-        spec = group.spec
-        fn = None
+
+    def chunks_of(group):
         cs = min(chunk_size, len(group.runs))
+        return [group.runs[ci * cs:(ci + 1) * cs] for ci in range(math.ceil(len(group.runs) / cs))], cs
+
+    def chunk_inputs(group, runs, cs):
         padded = math.ceil(cs / n_dev) * n_dev
-        for ci in range(math.ceil(len(group.runs) / cs)):
-            runs = group.runs[ci * cs:(ci + 1) * cs]
+        idx = np.concatenate([runs, np.repeat(runs[-1:], padded - len(runs))])
+        cfg, seed_idx = idx // s, idx % s
+        hp = hp_from_values({n: v[cfg] for n, v in values.items() if n not in ("batch_size", "epochs", "steps")},
+                            group.spec)
+        keys = jax.vmap(jax.random.key)(jnp.asarray(seeds[seed_idx]))
+        return jax.device_put(hp, run_sharding), jax.device_put(keys, run_sharding)
+
+    def stored(gi, ci, runs):
+        chunk = store.load_chunk(f"g{gi:03d}-c{ci:05d}") if store is not None else None
+        return chunk if chunk is not None and np.array_equal(chunk.get("runs"), runs) else None
+
+    # Compile the next group's program in a background thread while this group trains
+    # (XLA compiles without the GIL; on one device the two overlap almost for free).
+    compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsens-compile")
+    compiling: dict[int, Future] = {}
+
+    def compile_ahead(gi):
+        if gi >= len(groups) or gi in compiling:
+            return
+        group = groups[gi]
+        chunk_runs, cs = chunks_of(group)
+        first = next((ci for ci, runs in enumerate(chunk_runs) if stored(gi, ci, runs) is None), None)
+        if first is None:
+            return  # everything of that group is on disk already
+        hp, keys = chunk_inputs(group, chunk_runs[first], cs)
+        compiling[gi] = compiler.submit(lambda: _compiled(group.spec).lower(data, hp, keys).compile())
+
+    def _run_group(gi, group):
+        nonlocal new_chunks
+        chunk_runs, cs = chunks_of(group)
+        fn = None
+        for ci, runs in enumerate(chunk_runs):
             name = f"g{gi:03d}-c{ci:05d}"
-            chunk = store.load_chunk(name) if store is not None else None
-            if chunk is None or not np.array_equal(chunk.get("runs"), runs):
+            chunk = stored(gi, ci, runs)
+            if chunk is None:
                 if stop_after_chunks is not None and new_chunks >= stop_after_chunks:
                     bar.close()
                     raise KeyboardInterrupt(f"stopped after {new_chunks} new chunk(s), as asked")
-                fn = fn or _compiled(spec)
-                idx = np.concatenate([runs, np.repeat(runs[-1:], padded - len(runs))])
-                cfg, seed_idx = idx // s, idx % s
-                hp = hp_from_values({n: v[cfg] for n, v in values.items() if n not in ("batch_size", "epochs", "steps")}, spec)
-                keys = jax.vmap(jax.random.key)(jnp.asarray(seeds[seed_idx]))
+                hp, keys = chunk_inputs(group, runs, cs)
                 t0 = time.perf_counter()
-                out = fn(data, jax.device_put(hp, run_sharding), jax.device_put(keys, run_sharding))
+                if fn is None:
+                    compile_ahead(gi)
+                    fn = compiling.pop(gi).result()
+                    compile_ahead(gi + 1)
+                out = fn(data, hp, keys)
                 out = jax.tree.map(lambda a: np.asarray(a)[: len(runs)], jax.block_until_ready(out))
                 chunk = {**out, "runs": runs, "wall_time": np.asarray(time.perf_counter() - t0)}
                 if store is not None:
@@ -361,7 +397,13 @@ def run_sweep(
                     results[key][runs, : arr.shape[1]] = arr
                 else:
                     results[key][runs] = arr
-            bar.update(len(runs) * spec.n_steps, len(runs))
+            bar.update(len(runs) * group.spec.n_steps, len(runs))
+
+    try:
+        for gi, group in enumerate(groups):
+            _run_group(gi, group)
+    finally:
+        compiler.shutdown(wait=False, cancel_futures=True)
     bar.close()
 
     metrics: dict[str, np.ndarray] = {}

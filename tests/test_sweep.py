@@ -173,3 +173,26 @@ def test_programs_of_one_depth_are_built_at_per_layer_sizes(small_digits):
     res = run_sweep(small_digits, mixed, {"hidden_layer_sizes": np.array([0.0, 1.0])}, fixed={"steps": 6},
                     n_evals=2, progress=False)
     assert res.meta["groups"][0]["layer_widths"] == []  # depths differ: uniform layers, depth masked
+
+
+def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
+    """Programs are compiled on a background thread, the next group's while one trains, and
+    the results are those of the groups run one at a time."""
+    import threading
+
+    import hsens_jax.sweep as sweep_mod
+
+    original = sweep_mod._compiled
+    threads = []
+
+    def recording(spec):
+        threads.append(threading.current_thread().name)
+        return original(spec)
+
+    configs = _configs()
+    reference = run_sweep(small_digits, SPACE, configs, fixed=FIXED, n_evals=2, progress=False)
+    monkeypatch.setattr(sweep_mod, "_compiled", recording)
+    res = run_sweep(small_digits, SPACE, configs, fixed=FIXED, n_evals=2, progress=False)
+    assert len(res.meta["groups"]) == 2 and len(threads) == 2
+    assert all(name.startswith("hsens-compile") for name in threads)
+    np.testing.assert_array_equal(res.metrics["final_val_loss"], reference.metrics["final_val_loss"])
