@@ -239,38 +239,15 @@ def critical_domain(lower=-math.inf, upper=math.inf, smoothing=0.1):
 def _input_gram_tile(Xs, rows, cat, groups, cols=None):
     """Kernels of all groups between rows ``rows`` and ``cols`` (default all): (g, t, m).
 
-    Xs: (c, n) inputs divided by their bandwidths (columns first); cat: static tuple of bools
-    or None; groups: None (one kernel per column) or a (g, c) 0/1 matrix (product kernels).
+    Xs: (c, n) inputs divided by their bandwidths (columns first); see :func:`_input_gram`.
     """
-    xr = Xs[:, rows]  # (c, t)
-    xc = Xs if cols is None else Xs[:, cols]
-    diff = xr[:, :, None] - xc[:, None, :]
-    e = diff * diff  # (c, t, n)
-    if cat is not None and any(cat):
-        catm = jnp.asarray(cat)[:, None, None]
-        e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
-    if groups is not None:
-        c_, t_, n_ = e.shape
-        e = (groups @ e.reshape(c_, t_ * n_)).reshape(groups.shape[0], t_, n_)
-    return jnp.exp(-0.5 * e)
+    return _input_gram(Xs[:, rows], Xs if cols is None else Xs[:, cols], cat, groups)
 
 
 def _output_gram_tile(Zs, rows_idx, cols_idx, out_kind):
-    """Output kernel between Zs[rows_idx] (t, k) and Zs[cols_idx] (n, k): returns (t, n).
-
-    Zs: outputs divided by their bandwidths (Gaussian) or raw (linear).
-    """
-    zr = Zs[rows_idx]
-    zc = Zs[cols_idx]
-    if out_kind == "linear":
-        if Zs.shape[1] == 1:
-            return zr[:, 0][:, None] * zc[:, 0][None, :]
-        return zr @ zc.T
-    if Zs.shape[1] == 1:
-        u = zr[:, 0][:, None] - zc[:, 0][None, :]
-        return jnp.exp(-0.5 * (u * u))
-    u = zr[:, None, :] - zc[None, :, :]
-    return jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
+    """Output kernel between Zs[rows_idx] (t, k) and Zs[cols_idx] (n, k): (t, n); see
+    :func:`_output_gram`."""
+    return _output_gram(Zs[rows_idx], Zs[cols_idx], out_kind)
 
 
 def _output_diag(Z, out_kind):
@@ -311,7 +288,7 @@ def _input_gram(xr, xc, cat, groups):
         e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
     if groups is not None:
         c_, t_, m_ = e.shape
-        e = (groups @ e.reshape(c_, t_ * m_)).reshape(groups.shape[0], t_, m_)
+        e = jnp.matmul(groups, e.reshape(c_, t_ * m_), precision="highest").reshape(groups.shape[0], t_, m_)
     return jnp.exp(-0.5 * e)
 
 
@@ -324,7 +301,7 @@ def _output_gram(zr, zc, out_kind):
     if out_kind == "linear":
         if zr.shape[-1] == 1:
             return zr[..., :, 0][..., :, None] * zc[..., :, 0][..., None, :]
-        return jnp.einsum("...tk,...mk->...tm", zr, zc)
+        return jnp.einsum("...tk,...mk->...tm", zr, zc, precision="highest")
     if zr.shape[-1] == 1:
         u = zr[..., :, 0][..., :, None] - zc[..., :, 0][..., None, :]
         return jnp.exp(-0.5 * (u * u))
