@@ -21,10 +21,14 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     R bytes of residuals per step) memory is O(sqrt(T)), and as small as it gets, at the
     price of one extra forward pass (Griewank and Walther 2000; Chen et al. 2016).
 ``"forward"``
-    ``jax.jvp`` with one tangent per hyperparameter, batched like ``jax.jacfwd``:
-    the tangents ``dtheta_t/dlambda`` are carried along with the state, so memory does
-    not depend on T (Franceschi et al. 2017, "forward-mode"; Micaelli and Storkey 2021
-    for long horizons). Cost grows with the number of hyperparameters h.
+    the tangents ``dtheta_t/dlambda_i`` (one per hyperparameter) are carried along with
+    the state, so memory does not depend on T (Franceschi et al. 2017, "forward-mode";
+    Micaelli and Storkey 2021 for long horizons). Each step is linearized once
+    (``jax.linearize``: the primal step runs once) and its linear map applied to the h
+    tangents one by one. Cost ``1 + c h`` training runs, ``c`` the cost of one
+    Jacobian-vector product of a step relative to the step (measured ~0.15-0.45 on the
+    digits MLP); batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``)
+    measured ~1.3x slower on a CPU (batched small matrix products).
 ``"truncated"``
     reverse mode through the last ``k`` steps only; the first ``T - k`` steps are run
     with ``stop_gradient``. Cheap (memory O(k)) but *biased*: it ignores how lambda
@@ -244,6 +248,129 @@ def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: 
     return loop.state
 
 
+def _split_float(tree):
+    """``tree``'s floating leaves, its other leaves (ints, bools) and what puts them back."""
+    leaves, treedef = jax.tree.flatten(tree)
+    isf = tuple(bool(jnp.issubdtype(jnp.result_type(a), jnp.inexact)) for a in leaves)
+    return ([a for a, f in zip(leaves, isf) if f], [a for a, f in zip(leaves, isf) if not f],
+            (treedef, isf))
+
+
+def _merge_float(fl, other, meta):
+    treedef, isf = meta
+    fi, oi = iter(fl), iter(other)
+    return jax.tree.unflatten(treedef, [next(fi) if f else next(oi) for f in isf])
+
+
+def _depends(fn, n_out, *args):
+    """Which of the first ``n_out`` outputs of ``fn(*args)`` depend on any input.
+
+    A conservative data-flow pass over ``fn``'s jaxpr: an equation's outputs depend on the
+    inputs when any of its operands does (constants and literals never do).
+    """
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    live = set(jaxpr.invars)
+    for eqn in jaxpr.eqns:
+        if any(not isinstance(v, jax.extend.core.Literal) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    return [not isinstance(v, jax.extend.core.Literal) and v in live for v in jaxpr.outvars[:n_out]]
+
+
+def forward_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, ...], *,
+                     objective="final_val_loss"):
+    """Forward-mode hypergradient: ``(value, grad, diverged)`` as :func:`unrolled_gradient`.
+
+    The tangents ``d theta_t / d lambda_i`` are carried through the same ``lax.scan`` as
+    the state, one per hyperparameter, for the floating leaves of the loop state that
+    depend on ``lambda`` (parameters, batch statistics, optimizer moments, the injected
+    hyperparameters in ``wrt``: found once by a data-flow pass over the step's jaxpr, so
+    that constants such as Adam's betas carry no tangent). Per step, ``jax.linearize`` of
+    the engine's step runs the primal once and its linear map is applied to each of the
+    ``h = len(wrt)`` tangents (on a CPU, h separate small products are faster than one
+    batched product: ``jax.jacfwd``'s ``vmap`` of ``jvp`` measured ~1.35x slower at h = 2).
+    With h = 1, a plain ``jax.jvp`` of the whole run. Memory: the state plus h tangents,
+    whatever T. Equals reverse mode (tested); Franceschi et al. 2017, Micaelli and Storkey
+    2021.
+    """
+    x0 = {n: hp[n] for n in wrt}
+    basis = [{m: jnp.asarray(1.0 if m == n else 0.0, jnp.result_type(x0[m])) for m in wrt} for n in wrt]
+    if len(wrt) == 1:  # one tangent: jvp of the whole run (measured ~20% faster than the loop below)
+        f = unrolled_objective(spec, data, hp, key, wrt, objective=objective)
+        (value, diverged), (dvalue, _) = jax.jvp(f, (x0,), (basis[0],))
+        return value, {wrt[0]: dvalue}, diverged
+    box = {}
+
+    def init(x):
+        c = init_carry(spec, data, {**hp, **x}, key)
+        fl, other, box["meta"] = _split_float(LoopState(c.state, c.perm))
+        return fl, (other, c.keys)
+
+    fl, lin, (other, keys) = jax.linearize(init, x0, has_aux=True)
+    meta = box["meta"]
+    n_fl = len(fl)
+
+    def step_fn(fl, x, other, t):
+        loop = _merge_float(fl, other, meta)
+        perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t)
+        state, _ = train_step(spec, data, {**hp, **x}, loop.state, idx, dropout_key, t, guard=False)
+        new_fl, new_other, _ = _split_float(LoopState(state, perm))
+        return new_fl, new_other
+
+    # leaves with a tangent: those the initialization makes depend on x, closed under a step
+    t0 = jnp.zeros((), jnp.int32)
+    active = _depends(lambda x: init(x)[0], n_fl, x0)
+    while True:
+        dep = _depends(lambda fa, x: step_fn([a if on else b for a, b, on in
+                                              zip(_fill(fa, active), fl, active)], x, other, t0)[0],
+                       n_fl, [a for a, on in zip(fl, active) if on], x0)
+        grown = [a or b for a, b in zip(active, dep)]
+        if grown == active:
+            break
+        active = grown
+    on = [i for i in range(n_fl) if active[i]]
+    off = [i for i in range(n_fl) if not active[i]]
+    tans = [[lin(e)[i] for i in on] for e in basis]
+
+    def body(carry, _):
+        fa, fo, other, tans, t = carry
+
+        def f(fa, x):
+            full = [None] * n_fl
+            for i, a in zip(on, fa):
+                full[i] = a
+            for i, a in zip(off, fo):
+                full[i] = a
+            new_fl, new_other = step_fn(full, x, other, t)
+            return [new_fl[i] for i in on], ([new_fl[i] for i in off], new_other)
+
+        new_fa, lin, (new_fo, new_other) = jax.linearize(f, fa, x0, has_aux=True)
+        return (new_fa, new_fo, new_other, [lin(tn, e) for tn, e in zip(tans, basis)], t + 1), None
+
+    carry = ([fl[i] for i in on], [fl[i] for i in off], other, tans, t0)
+    (fa, fo, other, tans, _), _ = jax.lax.scan(body, carry, None, length=spec.n_steps)
+    fl = [None] * n_fl
+    for i, a in zip(on, fa):
+        fl[i] = a
+    for i, a in zip(off, fo):
+        fl[i] = a
+    state = _merge_float(fl, other, meta).state
+
+    def obj(fa, x):
+        full = list(fl)
+        for i, a in zip(on, fa):
+            full[i] = a
+        return objective_value(spec, data, {**hp, **x}, _merge_float(full, other, meta).state, objective)
+
+    value, lin = jax.linearize(obj, fa, x0)
+    return value, {n: lin(tn, e) for n, tn, e in zip(wrt, tans, basis)}, state.diverged
+
+
+def _fill(fa, active):
+    """Active leaves ``fa`` spread over the positions where ``active`` is True (None elsewhere)."""
+    it = iter(fa)
+    return [next(it) if on else None for on in active]
+
+
 def full_train_loss(spec: TrainSpec, data: TrainData, hp, params, batch_stats=None) -> jax.Array:
     """Mean training loss over the whole training set at ``params`` (no weight decay).
 
@@ -319,11 +446,7 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
                            checkpoint_every=checkpoint_every,
                            truncate=truncate if mode == "truncated" else None)
     if mode == "forward":
-        def f_aux(x):
-            y, div = f(x)
-            return y, (y, div)
-
-        grad, (value, diverged) = jax.jacfwd(f_aux, has_aux=True)(x0)
+        value, grad, diverged = forward_gradient(spec, data, hp, key, wrt, objective=objective)
     elif mode in ("reverse", "checkpointed", "truncated"):
         (value, diverged), grad = jax.value_and_grad(f, has_aux=True)(x0)
     else:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hsens_jax.hypergrad.core import hypergradient
-from hsens_jax.hypergrad.unrolled import default_segment
+from hsens_jax.hypergrad.unrolled import _depends, default_segment
 from hsens_jax.train import hp_from_values, init_state, train
 
 from .conftest import RUNGE_SPEC, RUNGE_VALUES, RUNGE_WRT, digits_data, key0, runge_data
@@ -308,3 +308,13 @@ def test_checkpointed_segments_aligned_or_not_equal_plain_reverse(seg, x64):
     assert float(ck.value) == pytest.approx(float(rev.value), rel=1e-13)
     for n in wrt:
         assert float(ck.grad_raw[n]) == pytest.approx(float(rev.grad_raw[n]), rel=1e-10, abs=1e-13), n
+
+
+def test_depends_is_a_conservative_data_flow_pass():
+    """forward mode carries tangents only for the state leaves that depend on the inputs."""
+    f = lambda a, b: (a * 2.0, jnp.ones(3), b + 1.0, jnp.sin(a) * b, 0.5)  # noqa: E731
+    assert _depends(f, 5, 1.0, 2.0) == [True, False, True, True, False]
+    # a value that flows through a higher-order primitive is live if any operand is
+    g = lambda a, c: (jax.lax.cond(c > 0, lambda: a, lambda: 2.0 * a), jnp.float32(c))  # noqa: E731
+    assert _depends(g, 2, jnp.ones(2), 1) == [True, True]
+    assert _depends(lambda a: (jnp.zeros(2) + 3.0, a), 1, jnp.ones(2)) == [False]
