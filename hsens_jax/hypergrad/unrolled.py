@@ -294,10 +294,16 @@ def forward_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, 
     """
     x0 = {n: hp[n] for n in wrt}
     basis = [{m: jnp.asarray(1.0 if m == n else 0.0, jnp.result_type(x0[m])) for m in wrt} for n in wrt]
-    if len(wrt) == 1:  # one tangent: jvp of the whole run (measured ~20% faster than the loop below)
+    if len(wrt) == 1:  # one tangent: forward mode through the whole run (measured ~20% faster
+        # than the loop below; jacfwd's batch of one measured faster than a plain jvp)
         f = unrolled_objective(spec, data, hp, key, wrt, objective=objective)
-        (value, diverged), (dvalue, _) = jax.jvp(f, (x0,), (basis[0],))
-        return value, {wrt[0]: dvalue}, diverged
+
+        def f_aux(x):
+            y, div = f(x)
+            return y, (y, div)
+
+        grad, (value, diverged) = jax.jacfwd(f_aux, has_aux=True)(x0)
+        return value, grad, diverged
     box = {}
 
     def init(x):
