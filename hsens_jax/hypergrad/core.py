@@ -11,9 +11,9 @@ digits MLP with Adam, h = 2, T = 100..10000, benchmarks/bench_hypergrad.py):
 =================  ======================  ===================  =========================
 mode               time                    memory               exact?
 =================  ======================  ===================  =========================
-``reverse``        ~2-3.4                  O(T) states          yes
-``checkpointed``   ~2.5-3.1 (+1 forward)   O(sqrt T) states     yes
-``forward``        ~1 + (0.5..0.85) h      O(h) tangents        yes
+``reverse``        ~2-4                    O(T) states          yes
+``checkpointed``   ~2.4-2.6 (+1 forward)   O(sqrt T) states     yes
+``forward``        ~1 + (0.2..0.7) h       O(h) tangents        yes
 ``truncated``      ~1 + 2k/T               O(k)                 no: short-horizon bias
 ``implicit``       1 + CG iterations       O(1)                 only at a stationary point
 =================  ======================  ===================  =========================
