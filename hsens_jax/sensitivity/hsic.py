@@ -73,7 +73,9 @@ With ``n`` samples, ``d`` inputs (``g`` kernels: ``d`` first-order, plus pairs/g
 * memory beyond the data: ``O(g b^2)`` floats per block, ``O(n g)`` row sums, ``O(P g b)``
   per-block row sums (``P = nb (nb + 1) / 2`` blocks, ``nb = ceil(n / b)``); the permutation
   test adds ``O(B n)`` for the permuted outputs and ``O(B_c b^2)`` per block.  Default
-  block sides: ``b ~ isqrt(2^19 / g)`` for the one-pass V (d = 10, n = 2000: b = 250) and
+  block sides: ``b ~ isqrt(2^18 / g)`` for the one-pass V (d = 10, n = 2000: b = 154),
+  ``isqrt(3 x 2^17 / g)`` with Gamma p-values (b = 200), ``isqrt(2^20)`` for Gamma's output
+  pre-pass (one kernel: b = 1000), and
   ``b ~ isqrt(655360 / B_c)`` (= 80) for permutations, both via ``_balanced_block`` (a side
   near the target that tiles ``n`` with little padding); ``b = isqrt(2^21 / g)`` for the
   two-pass estimators: tens of MB whatever ``n``, so n = 2e4 (and 1e5 on a GPU) fit; time grows as
@@ -377,12 +379,14 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l, o
 
            sum_ij Kc^2 Q = sum Kt^2 Q - 4 u.(Kt o Q) 1 + 2 (u o u).Q1 + 2 u'Q u
 
-       the first three accumulated in the same pass (``(Kt o Q) 1``: (g, n)), ``u'Q u`` in a
-       post-pass over the output only (a (g, b) x (b, b) product per block); the diagonal
-       ``i == j`` is subtracted in O(n g) (``K_ii = 1``).
+       the first three accumulated in the same pass (``(Kt o Q) 1``: (g, n); with
+       ``M = Kt o Lc``, ``sum Kt^2 Q = sum M o M`` and ``sum Kt Lc = sum M``, one-operand
+       reductions), ``u'Q u`` in a post-pass over the output only (a (g, b) x (b, b)
+       product per block); the diagonal ``i == j`` is subtracted in O(n g) (``K_ii = 1``).
 
     Cost: ``n^2 (g + 3) / 2`` kernel entries (``g`` inputs + output pre-/main/post-pass) and
-    ``O(n^2 g)`` flops (``~2x`` that with Gamma); memory ``O(g b^2 + g n)``.
+    ``O(n^2 g)`` flops (``~2x`` that with Gamma); memory ``O(g b^2 + ob^2 + g n)`` (``ob``:
+    the output pre-pass block side).
     """
     nf = jnp.asarray(n, dt)
     nb = -(-n // block)
