@@ -23,13 +23,13 @@ configuration: ``finite`` is False when the objective or a derivative is NaN/inf
 the engine flagged the run as diverged, and a :class:`HypergradientWarning` says how
 many configurations are affected.
 
-Known singularity: ``adam``/``adamw`` divide by ``sqrt(v) + eps`` and optax computes
-``sqrt(v)`` with ``eps_root = 0``; a parameter whose gradient is exactly zero at every
-step (a masked unit when ``width < max_width``, the weights of an input pixel that is
-always 0, as on the digits border) keeps ``v = 0``, where the derivative of ``sqrt``
-is infinite, so with ``weight_decay = 0`` the hypergradient is NaN (``0 * inf``) although
-training is fine. Weight decay > 0 avoids it (the L2 term makes those gradients
-non-zero); ``rmsprop`` (``eps`` inside the square root) is not affected. Nearby, the
+Singular and ill-conditioned points: ``adam``/``adamw`` divide by ``sqrt(v) + eps``; a
+parameter whose gradient is exactly zero at every step (a masked unit when ``width <
+max_width``, the weights of an input pixel that is always 0, as on the digits border)
+keeps ``v = 0``, where the derivative of ``sqrt`` is infinite and a hypergradient would be
+NaN (``0 * inf``). The engine's Adam puts ``eps_root = 1e-30`` under the root
+(:mod:`hsens_jax.optimizers`), so those hypergradients are finite (tested with
+``weight_decay = 0`` and masked units). Near such points the
 problem is ill-conditioned rather than singular: with batch norm and Adam's default
 ``eps = 1e-8``, a 10-step digits MLP gave forward and reverse hypergradients differing by
 2e-3 relative in float64 and central differences that did not converge as the step
