@@ -25,10 +25,11 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     the state, so memory does not depend on T (Franceschi et al. 2017, "forward-mode";
     Micaelli and Storkey 2021 for long horizons). Each step is linearized once
     (``jax.linearize``: the primal step runs once) and its linear map applied to the h
-    tangents one by one. Cost ``1 + c h`` training runs, ``c`` the cost of one
-    Jacobian-vector product of a step relative to the step (measured ~0.15-0.45 on the
-    digits MLP); batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``)
-    measured ~1.3x slower on a CPU (batched small matrix products).
+    tangents one by one (with h = 1: one ``jvp`` of the whole run). Cost ``1 + c h``
+    training runs, ``c`` the cost of one tangent relative to a training step: measured
+    ~0.2 at h = 1 and 0.4-0.7 at h = 2 on the digits MLP (benchmarks/bench_hypergrad.py);
+    batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``) measured
+    ~1.25-1.3x slower on a CPU (batched small matrix products).
 ``"truncated"``
     reverse mode through the last ``k`` steps only; the first ``T - k`` steps are run
     with ``stop_gradient``. Cheap (memory O(k)) but *biased*: it ignores how lambda
@@ -287,7 +288,7 @@ def forward_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, 
     that constants such as Adam's betas carry no tangent). Per step, ``jax.linearize`` of
     the engine's step runs the primal once and its linear map is applied to each of the
     ``h = len(wrt)`` tangents (on a CPU, h separate small products are faster than one
-    batched product: ``jax.jacfwd``'s ``vmap`` of ``jvp`` measured ~1.35x slower at h = 2).
+    batched product: ``jax.jacfwd``'s ``vmap`` of ``jvp`` measured ~1.25-1.3x slower at h = 2).
     With h = 1, a plain ``jax.jvp`` of the whole run. Memory: the state plus h tangents,
     whatever T. Equals reverse mode (tested); Franceschi et al. 2017, Micaelli and Storkey
     2021.
