@@ -263,6 +263,16 @@ def _merge_float(fl, other, meta):
     return jax.tree.unflatten(treedef, [next(fi) if f else next(oi) for f in isf])
 
 
+def _interleave(on, a, off, b):
+    """The list with ``a[k]`` at position ``on[k]`` and ``b[k]`` at position ``off[k]``."""
+    out = [None] * (len(on) + len(off))
+    for i, v in zip(on, a):
+        out[i] = v
+    for i, v in zip(off, b):
+        out[i] = v
+    return out
+
+
 def _depends(fn, n_out, *args):
     """Which of the first ``n_out`` outputs of ``fn(*args)`` depend on any input.
 
@@ -289,7 +299,7 @@ def forward_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, 
     the engine's step runs the primal once and its linear map is applied to each of the
     ``h = len(wrt)`` tangents (on a CPU, h separate small products are faster than one
     batched product: ``jax.jacfwd``'s ``vmap`` of ``jvp`` measured ~1.25-1.3x slower at h = 2).
-    With h = 1, a plain ``jax.jvp`` of the whole run. Memory: the state plus h tangents,
+    With h = 1, forward mode through the whole run (``jax.jacfwd``). Memory: the state plus h tangents,
     whatever T. Equals reverse mode (tested); Franceschi et al. 2017, Micaelli and Storkey
     2021.
     """
@@ -327,55 +337,37 @@ def forward_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, 
     t0 = jnp.zeros((), jnp.int32)
     active = _depends(lambda x: init(x)[0], n_fl, x0)
     while True:
-        dep = _depends(lambda fa, x: step_fn([a if on else b for a, b, on in
-                                              zip(_fill(fa, active), fl, active)], x, other, t0)[0],
-                       n_fl, [a for a, on in zip(fl, active) if on], x0)
+        on = [i for i in range(n_fl) if active[i]]
+        off = [i for i in range(n_fl) if not active[i]]
+        fo = [fl[i] for i in off]
+        dep = _depends(lambda fa, x: step_fn(_interleave(on, fa, off, fo), x, other, t0)[0],
+                       n_fl, [fl[i] for i in on], x0)
         grown = [a or b for a, b in zip(active, dep)]
         if grown == active:
             break
         active = grown
-    on = [i for i in range(n_fl) if active[i]]
-    off = [i for i in range(n_fl) if not active[i]]
     tans = [[lin(e)[i] for i in on] for e in basis]
 
     def body(carry, _):
         fa, fo, other, tans, t = carry
 
         def f(fa, x):
-            full = [None] * n_fl
-            for i, a in zip(on, fa):
-                full[i] = a
-            for i, a in zip(off, fo):
-                full[i] = a
-            new_fl, new_other = step_fn(full, x, other, t)
+            new_fl, new_other = step_fn(_interleave(on, fa, off, fo), x, other, t)
             return [new_fl[i] for i in on], ([new_fl[i] for i in off], new_other)
 
         new_fa, lin, (new_fo, new_other) = jax.linearize(f, fa, x0, has_aux=True)
         return (new_fa, new_fo, new_other, [lin(tn, e) for tn, e in zip(tans, basis)], t + 1), None
 
-    carry = ([fl[i] for i in on], [fl[i] for i in off], other, tans, t0)
+    carry = ([fl[i] for i in on], fo, other, tans, t0)
     (fa, fo, other, tans, _), _ = jax.lax.scan(body, carry, None, length=spec.n_steps)
-    fl = [None] * n_fl
-    for i, a in zip(on, fa):
-        fl[i] = a
-    for i, a in zip(off, fo):
-        fl[i] = a
-    state = _merge_float(fl, other, meta).state
+    state = _merge_float(_interleave(on, fa, off, fo), other, meta).state
 
     def obj(fa, x):
-        full = list(fl)
-        for i, a in zip(on, fa):
-            full[i] = a
-        return objective_value(spec, data, {**hp, **x}, _merge_float(full, other, meta).state, objective)
+        return objective_value(spec, data, {**hp, **x},
+                               _merge_float(_interleave(on, fa, off, fo), other, meta).state, objective)
 
     value, lin = jax.linearize(obj, fa, x0)
     return value, {n: lin(tn, e) for n, tn, e in zip(wrt, tans, basis)}, state.diverged
-
-
-def _fill(fa, active):
-    """Active leaves ``fa`` spread over the positions where ``active`` is True (None elsewhere)."""
-    it = iter(fa)
-    return [next(it) if on else None for on in active]
 
 
 def full_train_loss(spec: TrainSpec, data: TrainData, hp, params, batch_stats=None) -> jax.Array:

@@ -409,22 +409,22 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l, o
     def mask2(r0, c0):
         return sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
 
-    # Gamma's output pre-pass sweeps ONE kernel, not g: blocks of side ``ob`` (larger than
-    # ``block`` unless the caller fixed the tile), so that fewer, larger operations amortise
-    # their dispatch
-    No = -(-n // ob) * ob
-    Zo = _pad_last(Zs.T, No).T
-    valid_o = jnp.asarray(np.arange(No) < n, dt)
-
-    def slo(a, start, axis=-1):
-        return lax.dynamic_slice_in_dim(a, start, ob, axis)
-
-    def out_block(r0, c0):  # output kernel on an ob x ob block
-        L = _output_gram(slo(Zo, r0, 0), slo(Zo, c0, 0), out_kind)
-        return L * (slo(valid_o, r0)[:, None] * slo(valid_o, c0)[None, :]) if No != n else L
-
     # ---- 1. output centring: exact (pre-pass, L 1) for Gamma, else a subsample shift
     if want_gamma:
+        # the pre-pass sweeps ONE kernel, not g: blocks of side ``ob`` (larger than ``block``
+        # unless the caller fixed the tile), so that fewer, larger operations amortise their
+        # dispatch
+        No = -(-n // ob) * ob
+        Zo = _pad_last(Zs.T, No).T
+        valid_o = jnp.asarray(np.arange(No) < n, dt)
+
+        def slo(a, start, axis=-1):
+            return lax.dynamic_slice_in_dim(a, start, ob, axis)
+
+        def out_block(r0, c0):  # output kernel on an ob x ob block
+            L = _output_gram(slo(Zo, r0, 0), slo(Zo, c0, 0), out_kind)
+            return L * (slo(valid_o, r0)[:, None] * slo(valid_o, c0)[None, :]) if No != n else L
+
         def pre(r0, c0):
             L = out_block(r0, c0)
             return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
