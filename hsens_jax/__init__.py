@@ -10,6 +10,7 @@ The data flow is one-directional:
 * :mod:`hsens_jax.optimizers`   one optax optimizer whose kind is a hyperparameter
 * :mod:`hsens_jax.train`        the pure training step and the ``lax.scan`` loop
 * :mod:`hsens_jax.sweep`        vmapped, chunked, sharded, resumable sweeps
+* :mod:`hsens_jax.host`         one JAX device per CPU core, for sweeps on a CPU
 * :mod:`hsens_jax.results`      run directories that survive being killed
 * :mod:`hsens_jax.sensitivity`  HSIC, Sobol, Morris, one-at-a-time, DGSM
 * :mod:`hsens_jax.hypergrad`    derivatives of validation loss through training
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 from hsens_jax.analysis import SensitivityReport, analyze
 from hsens_jax.config import SweepConfig
 from hsens_jax.data import Dataset, load_dataset
+from hsens_jax.host import use_cpu_cores
 from hsens_jax.models import CNN, MLP, ModelSpec
 from hsens_jax.objective import sweep_objective
 from hsens_jax.optimizers import make_optimizer
@@ -31,5 +33,5 @@ from hsens_jax.train import TrainSpec, hp_from_values, prepare_data
 __all__ = [
     "SensitivityReport", "analyze", "Bool", "CNN", "Categorical", "Dataset", "Float", "Int", "MLP", "ModelSpec", "RunDirectory", "Space",
     "SweepConfig", "SweepResult", "TrainSpec", "hp_from_values", "load_dataset", "load_results",
-    "make_optimizer", "prepare_data", "run_sweep", "sweep_objective",
+    "make_optimizer", "prepare_data", "run_sweep", "sweep_objective", "use_cpu_cores",
 ]

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.add_argument("--overwrite", action="store_true", help="discard a different sweep found in --output")
+    _device_args(demo)
     _analysis_args(demo, ("final_val_loss", "param_count"))
 
     sweep = sub.add_parser("sweep", help="run the sweep a TOML configuration describes",
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--overwrite", action="store_true", help="discard a different sweep found in the output")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sweep.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
+    _device_args(sweep)
 
     an = sub.add_parser("analyze", help="HSIC sensitivity of a run's objectives to each hyperparameter",
                         description="Compute the R2-HSIC index and independence-test p-value of every "
@@ -149,6 +151,20 @@ def _sweep(config, output, overwrite, progress, top, chunk_size=None):
     return result
 
 
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="JAX devices to split the CPU into, each training a share of every chunk "
+                        "(default: one per core; 1 keeps JAX's single CPU device; no effect on a GPU or TPU)")
+
+
+def _use_cpu_devices(n) -> None:
+    from hsens_jax.host import use_cpu_cores
+
+    if n is not None and n < 1:
+        raise ValueError(f"--cpu-devices must be >= 1, got {n}")
+    use_cpu_cores(n)
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -161,6 +177,7 @@ def main(argv=None) -> int:
 
             if args.n_configs < 1 or args.epochs <= 0 or args.seeds < 1:
                 raise ValueError("--n-configs, --epochs and --seeds must be positive")
+            _use_cpu_devices(args.cpu_devices)
             config = SweepConfig.from_dict({
                 "data": {"name": "digits"},
                 "budget": {"epochs": args.epochs},
@@ -173,6 +190,7 @@ def main(argv=None) -> int:
         elif args.command == "sweep":
             from hsens_jax.config import SweepConfig
 
+            _use_cpu_devices(args.cpu_devices)
             config = SweepConfig.load(args.config)
             _sweep(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
                    args.chunk_size)

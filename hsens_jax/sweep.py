@@ -15,7 +15,9 @@
    ``jit(vmap(train))`` call, so memory stays bounded; the last chunk is padded (with
    copies of its last run, discarded) so every chunk reuses one compilation.
 3. **Sharding.** A chunk's run axis is split over all local devices with
-   ``jax.sharding`` (a 1-D mesh named ``"runs"``); the data are replicated.
+   ``jax.sharding`` (a 1-D mesh named ``"runs"``); the data are replicated. On a CPU,
+   :func:`hsens_jax.use_cpu_cores` (called first thing in a script; the ``hsens`` CLI
+   calls it by default) makes one device per core, so that every core trains a share.
 4. **Compilation ahead.** While a group trains, the next group's program compiles on a
    background thread (XLA compiles without holding the GIL): on an accelerator, or a CPU
    with a core to spare, the compilation of every group but the first is hidden.

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ def test_help_everywhere():
         assert out.returncode == 0 and "usage: hsens" in out.stdout
 
 
-def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
+def _small_config(tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(f"""
 [data]
@@ -39,6 +40,11 @@ log = true
 type = "categorical"
 choices = ["sgd", "adam"]
 """)
+    return cfg
+
+
+def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
+    cfg = _small_config(tmp_path)
     assert main(["sweep", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Best configurations" in out and "results.npz" in out
@@ -48,7 +54,22 @@ choices = ["sgd", "adam"]
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
 
 
+def test_sweep_splits_the_cpu_into_devices(tmp_path):
+    """--cpu-devices N: the runs of each chunk are sharded over N CPU devices (in a fresh process,
+    as JAX fixes its devices at its first computation)."""
+    cfg = _small_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-m", "hsens_jax.cli", "sweep", str(cfg), "--no-progress", "--cpu-devices", "2",
+                          "--output", str(tmp_path / "two")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "(2 x cpu" in out.stdout
+    res = load_results(tmp_path / "two")
+    assert res.meta["device"].startswith("2 x cpu") and np.isfinite(res.metrics["final_val_loss"]).all()
+
+
 def test_errors_are_one_line_with_status_2(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "missing.toml"), "--cpu-devices", "0"]) == 2
+    assert "--cpu-devices must be >= 1, got 0" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
