@@ -702,7 +702,7 @@ def load_dataset(
 
     Args:
       name: one of ``"digits"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"runge"``,
-        ``"bateman"``.
+        ``"bateman"`` (case and hyphens do not matter: ``"Fashion-MNIST"``, ``"cifar-10"``).
       data_dir: root of the file-based data sets (default ``$HSENS_DATA``, else
         ``~/.cache/hsens_jax``); ignored by the offline ones.
       val_fraction: fraction of the training data held out for validation.
@@ -713,8 +713,11 @@ def load_dataset(
       a :class:`Dataset`.
     """
     common = dict(val_fraction=val_fraction, seed=seed, n_train=n_train)
+    given = name
+    name = str(name).strip().lower().replace("-", "_")
+    name = {"cifar_10": "cifar10"}.get(name, name)
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; valid names: {list(DATASETS)}")
+        raise ValueError(f"unknown data set {given!r}; valid names: {list(DATASETS)}")
     if kwargs and name not in ("runge", "bateman"):
         raise TypeError(f"load_dataset({name!r}) got unexpected arguments {sorted(kwargs)}")
     if name == "digits":

@@ -202,6 +202,8 @@ def test_load_fashion_mnist_and_env_default(tmp_path, monkeypatch):
     assert d.name == "fashion_mnist" and d.n_train + d.n_val == 50 and len(d.x_test) == 10
     d2 = load_dataset("fashion_mnist")
     np.testing.assert_array_equal(d.x_train, d2.x_train)
+    for spelling in ("fashion-mnist", "Fashion-MNIST", " FASHION_MNIST "):  # the directory's and common spellings
+        assert load_dataset(spelling).name == "fashion_mnist"
     monkeypatch.delenv("HSENS_DATA")
     assert default_data_dir() == Path("~/.cache/hsens_jax").expanduser()
 
@@ -352,6 +354,7 @@ def test_load_cifar10_archive(tmp_path):
     d = load_dataset("cifar10", data_dir=tmp_path)
     check_cifar(d, batches)
     assert not (tmp_path / "cifar-10-batches-py").exists()  # read in place
+    assert load_dataset("CIFAR-10", data_dir=tmp_path).name == d.name
 
 
 def test_cifar10_missing(tmp_path):
@@ -445,7 +448,8 @@ def test_digits():
 
 def test_load_dataset_dispatch_and_errors():
     with pytest.raises(ValueError) as info:
-        load_dataset("imagenet")
+        load_dataset("Image-Net")
+    assert "'Image-Net'" in str(info.value)  # the name as given
     for name in DATASETS:
         assert repr(name) in str(info.value)
     with pytest.raises(TypeError, match="unexpected arguments \\['noise'\\]"):
