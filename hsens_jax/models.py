@@ -45,7 +45,9 @@ inputs; biases start at zero.
 CNN: ``depth`` blocks of 3x3 'SAME' convolutions with ``width`` channels (block 0 maps
 the image channels to ``width``), each followed by optional batch norm, the activation
 and dropout, then global average pooling and a dense output layer. There is no
-pooling between blocks, so that a skipped block is an exact identity.
+pooling between blocks, so that a skipped block is an exact identity. The convolutions
+are computed as shifted matrix products (:func:`conv_same`), which vectorize over
+configurations much better than XLA's grouped convolutions on a CPU.
 """
 
 from __future__ import annotations
@@ -121,6 +123,37 @@ def _unit_uniform(key: jax.Array, batch_shape: Sequence[int], n_units: int) -> j
     return u.reshape(*batch_shape, n_units)
 
 
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'SAME' convolution of NHWC images with an HWIO kernel of odd size.
+
+    Computed as a sum of shifted matrix products (one per kernel position: the zero-padded
+    images shifted by that offset times the kernel's (C_in, C_out) slice at it), which equals
+    ``jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME")`` up to the order of the float
+    sums. The reason is vectorization: under ``vmap`` over configurations, each with its own
+    kernel, a convolution becomes a grouped convolution, which XLA:CPU runs, and
+    differentiates, far more slowly than the same number of batched matrix products (the
+    form dense layers take). Measured on a 2-core CPU (8 configurations, 64 images of 28x28,
+    8 -> 8 channels, jitted gradient of a loss of the outputs): 102 ms against 2.67 s.
+
+    Args:
+      x: images, shape (batch, H, W, C_in).
+      kernel: shape (kh, kw, C_in, C_out), kh and kw odd.
+    Returns:
+      shape (batch, H, W, C_out).
+    """
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"conv_same needs an odd kernel size, got {kh}x{kw}")
+    h, w = x.shape[1], x.shape[2]
+    xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            term = xp[:, i:i + h, j:j + w, :] @ kernel[i, j]
+            out = term if out is None else out + term
+    return out
+
+
 def _select_activation(z, names: tuple[str, ...], choice):
     if len(names) == 1:
         return ACTIVATIONS[names[0]](z)
@@ -149,9 +182,7 @@ class _MaskedLayer(nn.Module):
         kernel = self.param("kernel", kernel_init, (*ksize, n_in, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,), h.dtype)
         if self.conv:
-            z = jax.lax.conv_general_dilated(
-                h, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
+            z = conv_same(h, kernel)
         else:
             z = h @ kernel
         z = z + bias

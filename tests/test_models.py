@@ -5,13 +5,37 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hsens_jax.models import ModelSpec, counter_uniform, elementwise_normal
+from hsens_jax.models import ModelSpec, conv_same, counter_uniform, elementwise_normal
 from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
 
 
 def _spec(ds, kind, width, depth, steps=30, **model):
     m = ModelSpec(kind, width, depth, ds.output_dim, tuple(ds.input_shape), **model)
     return TrainSpec(m, ds.task, batch_size=32, n_steps=steps, n_train=ds.n_train, n_evals=5)
+
+
+@pytest.mark.parametrize("x_shape, k_shape", [((2, 7, 5, 3), (3, 3, 3, 4)), ((1, 6, 6, 2), (5, 3, 2, 1)),
+                                              ((3, 1, 4, 1), (3, 3, 1, 2))])
+def test_conv_same_equals_xla_convolution_float64(x_shape, k_shape):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        x, k = rng.normal(size=x_shape), rng.normal(size=k_shape)
+        ref = jax.lax.conv_general_dilated(jnp.asarray(x), jnp.asarray(k), (1, 1), "SAME",
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        out = conv_same(jnp.asarray(x), jnp.asarray(k))
+        assert out.shape == ref.shape and out.dtype == jnp.float64
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        # vmapped over per-configuration kernels (the sweep's case), and its gradient
+        ks = rng.normal(size=(3, *k_shape))
+        conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        g = jax.vmap(jax.grad(lambda k: jnp.sum(jnp.tanh(conv_same(jnp.asarray(x), k)))))(jnp.asarray(ks))
+        g_ref = jax.vmap(jax.grad(lambda k: jnp.sum(jnp.tanh(conv(jnp.asarray(x), k)))))(jnp.asarray(ks))
+        np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_same_rejects_even_kernels():
+    with pytest.raises(ValueError, match="odd kernel size, got 2x3"):
+        conv_same(jnp.zeros((1, 4, 4, 1)), jnp.zeros((2, 3, 1, 1)))
 
 
 def test_elementwise_normal_is_shape_independent_and_normal():
