@@ -433,6 +433,32 @@ class SobolResult:
     S2_conf: Optional[np.ndarray] = None
     S2_ci: Optional[tuple] = None
 
+    def table(self, output: int = 0, digits: int = 4) -> str:
+        """A plain-text table: one row per input with S1 and ST and their bootstrap intervals
+        (``-`` without bootstrap), then the second-order indices if computed. ``output``
+        selects the output of a multi-output result."""
+        multi = np.ndim(self.S1) == 2
+        if multi and not 0 <= output < np.shape(self.S1)[1]:
+            raise ValueError(f"output={output} out of range for {np.shape(self.S1)[1]} outputs")
+        pick = (lambda a: np.asarray(a)[..., output]) if multi else np.asarray
+        level = f"{round(100 * self.confidence)}% CI"
+
+        def interval(ci, i):
+            lo, hi = pick(ci[0])[i], pick(ci[1])[i]
+            return "-" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+        s1, st = pick(self.S1), pick(self.ST)
+        rows = [[str(n), f"{s1[i]:.{digits}f}", interval(self.S1_ci, i), f"{st[i]:.{digits}f}",
+                 interval(self.ST_ci, i)] for i, n in enumerate(self.names)]
+        lines = _columns(["input", "S1", f"S1 {level}", "ST", f"ST {level}"], rows)
+        if self.S2 is not None:
+            s2 = pick(self.S2)
+            pairs = [[f"{a} x {b}", f"{s2[i, j]:.{digits}f}", interval(self.S2_ci, (i, j))]
+                     for i, a in enumerate(self.names) for j, b in enumerate(self.names) if j > i]
+            lines += ["", *_columns(["pair", "S2", f"S2 {level}"], pairs)]
+        head = f"Sobol' indices ({self.estimator}, n = {self.n}, {self.n_bootstrap} bootstrap resamples)"
+        return "\n".join([head + (f", output {output}" if multi else ""), *lines])
+
     def to_dict(self) -> dict:
         """SALib-style dict: ``S1, S1_conf, ST, ST_conf`` (and ``S2, S2_conf``), ``names``."""
         out = {"names": list(self.names), "S1": self.S1, "S1_conf": self.S1_conf,
@@ -440,6 +466,14 @@ class SobolResult:
         if self.S2 is not None:
             out.update(S2=self.S2, S2_conf=self.S2_conf)
         return out
+
+
+def _columns(header, rows) -> list[str]:
+    """Left-aligned first column, right-aligned others, widths fitted to the content."""
+    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
+    fmt = lambda r: "  ".join(str(v).ljust(w) if c == 0 else str(v).rjust(w)  # noqa: E731
+                              for c, (v, w) in enumerate(zip(r, widths)))
+    return [fmt(header), *map(fmt, rows)]
 
 
 def _check_confidence(confidence):
@@ -455,7 +489,7 @@ def _check_nonneg_int(x, name):
 
 
 def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "saltelli-jansen",
-                  n_bootstrap: int = 0, confidence: float = 0.95, seed: int = 0,
+                  n_bootstrap: int = 100, confidence: float = 0.95, seed: int = 0,
                   resample_indices=None, bootstrap_chunk: int = 128, centering: str = "all",
                   names=None) -> SobolResult:
     """Sobol' indices from outputs of a Saltelli design computed elsewhere.
@@ -467,7 +501,8 @@ def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "sa
       second_order: whether the design contains the ``BA`` blocks; then ``S2`` is computed.
       estimator: one of ``"saltelli-jansen"`` (default), ``"martinez"``, ``"janon"``,
         ``"azzini"`` (the latter requires ``second_order=True``). See the module docstring.
-      n_bootstrap: number of bootstrap resamples of the ``n`` base rows (0: none).
+      n_bootstrap: number of bootstrap resamples of the ``n`` base rows (default 100, as
+        SALib's ``num_resamples``; 0: no intervals).
       confidence: level of the intervals; ``*_conf`` uses ``z = Phi^-1((1 + confidence)/2)``.
       seed: seed of the ``jax.random`` key used to draw resamples.
       resample_indices: optional int array ``(n_bootstrap, n)`` of base-row indices per resample
@@ -564,7 +599,7 @@ def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "sa
 
 
 def sobol(f: Callable[[Any], Any], bounds_or_space, n: int, *, second_order: bool = False,
-          estimator: str = "saltelli-jansen", n_bootstrap: int = 0, confidence: float = 0.95,
+          estimator: str = "saltelli-jansen", n_bootstrap: int = 100, confidence: float = 0.95,
           seed: int = 0, chunk_size: Optional[int] = None, names=None,
           bootstrap_chunk: int = 128) -> SobolResult:
     """Sobol' indices of ``f`` in one call: design, evaluation in chunks, estimation.

@@ -354,5 +354,23 @@ def test_bootstrap_intervals_shrink_and_bracket():
     Y2 = ishigami_Y(4096, False)
     res2 = sobol_indices(Y2, 3, n_bootstrap=200, seed=0)
     assert np.all(res2.ST_conf < res.ST_conf)
-    no = sobol_indices(Y, 3)
+    no = sobol_indices(Y, 3, n_bootstrap=0)
     assert np.all(np.isnan(no.S1_conf)) and no.S2 is None
+    assert sobol_indices(Y, 3).n_bootstrap == 100  # intervals by default, as SALib's num_resamples
+
+
+def test_table_lists_every_index_with_its_interval():
+    Y = ishigami_Y(256, True)
+    res = sobol_indices(Y, 3, second_order=True, n_bootstrap=50, names=["a", "b", "c"])
+    text = res.table(digits=3)
+    lines = text.splitlines()
+    assert lines[0].startswith("Sobol' indices (saltelli-jansen, n = 256, 50 bootstrap resamples)")
+    row = lines[2].split()
+    assert row[0] == "a" and float(row[1]) == round(float(res.S1[0]), 3)
+    assert row[2] == f"[{res.S1_ci[0][0]:.3f}," and float(row[4]) == round(float(res.ST[0]), 3)
+    assert "a x b" in text and "b x c" in text and "c x a" not in text
+    Y1 = ishigami_Y(256, False)
+    two = sobol_indices(np.stack([Y1, 2 * Y1], 1), 3, n_bootstrap=0).table(output=1)
+    assert "output 1" in two and " - " in two + " "
+    with pytest.raises(ValueError, match="output=2 out of range for 2 outputs"):
+        sobol_indices(np.stack([Y1, Y1], 1), 3, n_bootstrap=0).table(output=2)
