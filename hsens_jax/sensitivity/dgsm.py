@@ -37,6 +37,8 @@ from scipy.stats import norm, qmc
 
 from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain
 
+from hsens_jax.sensitivity._table import number, per_input_table
+
 __all__ = ["DGSMResult", "dgsm", "dgsm_indices"]
 
 
@@ -58,6 +60,15 @@ class DGSMResult:
     def ST_upper(self) -> np.ndarray:
         """Sobol'-Poincare upper bound on the total Sobol' indices (uniform inputs)."""
         return self.dgsm
+
+    def table(self, digits: int = 4) -> str:
+        """A plain-text table, one row per input: vi = E[(df/dx_i)^2], its standard deviation,
+        and the Sobol'-Poincare bound on ST with its bootstrap half-width (``-`` without
+        bootstrap)."""
+        cells = [[number(self.vi[i], digits), number(self.vi_std[i], digits), number(self.dgsm[i], digits),
+                  number(self.dgsm_conf[i], digits)] for i in range(len(self.names))]
+        return per_input_table("DGSM", self.names, ["input", "vi", "vi std", "ST upper bound", "+/-"], cells, 0,
+                               False)
 
     def to_dict(self):
         return {"names": list(self.names), "vi": self.vi, "vi_std": self.vi_std,
@@ -84,7 +95,7 @@ def _dgsm_core(G, Y, width, key, *, n_bootstrap):
     return vi, vi_std, dg, bv, bd
 
 
-def dgsm_indices(gradients, Y, bounds, *, n_bootstrap: int = 0, confidence: float = 0.95,
+def dgsm_indices(gradients, Y, bounds, *, n_bootstrap: int = 100, confidence: float = 0.95,
                  seed: int = 0, names=None) -> DGSMResult:
     """DGSM from derivatives computed elsewhere (e.g. hypergradients through training).
 
@@ -93,7 +104,8 @@ def dgsm_indices(gradients, Y, bounds, *, n_bootstrap: int = 0, confidence: floa
         (or quasi-uniformly) on the bounds, in output units per input unit.
       Y: ``(n,)`` outputs at the same points (for ``Var(Y)``).
       bounds: ``(d, 2)`` bounds of the uniform inputs.
-      n_bootstrap, confidence, seed: bootstrap over points (``*_conf = z * std``).
+      n_bootstrap, confidence, seed: bootstrap over points (``*_conf = z * std``); 100
+        resamples by default, as SALib's ``num_resamples``, 0 for none.
 
     Returns:
       :class:`DGSMResult`.
@@ -129,7 +141,7 @@ def dgsm_indices(gradients, Y, bounds, *, n_bootstrap: int = 0, confidence: floa
 
 
 def dgsm(f, bounds, n: int, *, seed: int = 0, method: str = "grad", inputs=None,
-         n_bootstrap: int = 0, confidence: float = 0.95, names=None) -> DGSMResult:
+         n_bootstrap: int = 100, confidence: float = 0.95, names=None) -> DGSMResult:
     """DGSM of a JAX function ``f: (d,) -> scalar`` for inputs uniform on ``bounds``.
 
     Args:

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import rankdata
 
+from hsens_jax.sensitivity._table import number, per_input_table, picker
+
 __all__ = ["GivenDataResult", "given_data_first_order", "default_bins", "plischke_bins"]
 
 
@@ -66,6 +68,17 @@ class GivenDataResult:
     bins: np.ndarray
     discrete: np.ndarray
     names: tuple
+
+    def table(self, output: int = 0, digits: int = 4) -> str:
+        """A plain-text table, one row per input: S1 (bias-corrected unless asked otherwise),
+        the raw SSB / SST and the number of bins used. ``output`` selects the output of a
+        multi-output result."""
+        pick, multi = picker(self.S1, output)
+        s1, raw = pick(self.S1), pick(self.S1_raw)
+        cells = [[number(s1[i], digits), number(raw[i], digits), str(int(self.bins[i]))]
+                 for i in range(len(self.names))]
+        return per_input_table("Given-data first-order indices", self.names, ["input", "S1", "S1 raw", "bins"],
+                               cells, output, multi)
 
     def to_dict(self):
         return {"names": list(self.names), "S1": self.S1}

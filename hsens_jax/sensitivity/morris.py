@@ -38,6 +38,8 @@ from scipy.stats import norm
 
 from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain, _evaluate_in_chunks
 
+from hsens_jax.sensitivity._table import interval, number, per_input_table, picker
+
 __all__ = ["MorrisResult", "morris", "morris_design", "morris_indices"]
 
 
@@ -110,6 +112,18 @@ class MorrisResult:
     names: tuple
     levels: int
     confidence: float
+
+    def table(self, output: int = 0, digits: int = 4) -> str:
+        """A plain-text table, one row per input: mu*, its bootstrap interval (``-`` without
+        bootstrap), mu and sigma. ``output`` selects the output of a multi-output result."""
+        pick, multi = picker(self.mu_star, output)
+        ms, mu, sg, (lo, hi) = pick(self.mu_star), pick(self.mu), pick(self.sigma), map(pick, self.mu_star_ci)
+        cells = [[number(ms[i], digits), interval(lo[i], hi[i], digits), number(mu[i], digits),
+                  number(sg[i], digits)] for i in range(len(self.names))]
+        r = np.shape(self.ee)[1]
+        return per_input_table(f"Morris elementary effects ({r} trajectories, {self.levels} levels)", self.names,
+                               ["input", "mu*", f"mu* {round(100 * self.confidence)}% CI", "mu", "sigma"],
+                               cells, output, multi)
 
     def to_dict(self):
         return {"names": list(self.names), "mu": self.mu, "mu_star": self.mu_star,

@@ -22,6 +22,8 @@ import numpy as np
 
 from hsens_jax.sensitivity.sobol import _Domain, _evaluate_in_chunks
 
+from hsens_jax.sensitivity._table import number, per_input_table, picker
+
 __all__ = ["OATDesign", "OATResult", "oat_design", "oat_analyze", "one_at_a_time"]
 
 
@@ -62,6 +64,18 @@ class OATResult:
     std: np.ndarray
     names: tuple
     log_x: np.ndarray
+
+    def table(self, output: int = 0, digits: int = 4) -> str:
+        """A plain-text table, one row per input in decreasing order of range: the range
+        (max - min) and standard deviation of its response curve and the number of points.
+        ``output`` selects the output of a multi-output result."""
+        pick, multi = picker(self.range, output)
+        rng, sd = pick(self.range), pick(self.std)
+        order = [self.names.index(n) for n in self.ranking(output)]
+        cells = [[number(rng[i], digits), number(sd[i], digits), str(len(self.curves[self.names[i]][0]))]
+                 for i in order]
+        return per_input_table("One-at-a-time response ranges", [self.names[i] for i in order],
+                               ["input", "range", "std", "points"], cells, output, multi)
 
     def ranking(self, output: int = 0):
         """Names sorted by decreasing range (for output ``output`` when several)."""

@@ -77,6 +77,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm, qmc
 
+from hsens_jax.sensitivity._table import columns, interval, number, per_input_table, picker
+
 __all__ = ["SobolResult", "sobol", "sobol_design", "sobol_indices", "ESTIMATORS"]
 
 ESTIMATORS = ("saltelli-jansen", "martinez", "janon", "azzini")
@@ -437,27 +439,20 @@ class SobolResult:
         """A plain-text table: one row per input with S1 and ST and their bootstrap intervals
         (``-`` without bootstrap), then the second-order indices if computed. ``output``
         selects the output of a multi-output result."""
-        multi = np.ndim(self.S1) == 2
-        if multi and not 0 <= output < np.shape(self.S1)[1]:
-            raise ValueError(f"output={output} out of range for {np.shape(self.S1)[1]} outputs")
-        pick = (lambda a: np.asarray(a)[..., output]) if multi else np.asarray
+        pick, multi = picker(self.S1, output)
         level = f"{round(100 * self.confidence)}% CI"
-
-        def interval(ci, i):
-            lo, hi = pick(ci[0])[i], pick(ci[1])[i]
-            return "-" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
-
-        s1, st = pick(self.S1), pick(self.ST)
-        rows = [[str(n), f"{s1[i]:.{digits}f}", interval(self.S1_ci, i), f"{st[i]:.{digits}f}",
-                 interval(self.ST_ci, i)] for i, n in enumerate(self.names)]
-        lines = _columns(["input", "S1", f"S1 {level}", "ST", f"ST {level}"], rows)
+        s1, st, (l1, h1), (lt, ht) = pick(self.S1), pick(self.ST), map(pick, self.S1_ci), map(pick, self.ST_ci)
+        cells = [[number(s1[i], digits), interval(l1[i], h1[i], digits), number(st[i], digits),
+                  interval(lt[i], ht[i], digits)] for i in range(len(self.names))]
+        text = per_input_table(f"Sobol' indices ({self.estimator}, n = {self.n}, {self.n_bootstrap} bootstrap "
+                               "resamples)", self.names, ["input", "S1", f"S1 {level}", "ST", f"ST {level}"],
+                               cells, output, multi)
         if self.S2 is not None:
-            s2 = pick(self.S2)
-            pairs = [[f"{a} x {b}", f"{s2[i, j]:.{digits}f}", interval(self.S2_ci, (i, j))]
+            s2, (l2, h2) = pick(self.S2), map(pick, self.S2_ci)
+            pairs = [[f"{a} x {b}", number(s2[i, j], digits), interval(l2[i, j], h2[i, j], digits)]
                      for i, a in enumerate(self.names) for j, b in enumerate(self.names) if j > i]
-            lines += ["", *_columns(["pair", "S2", f"S2 {level}"], pairs)]
-        head = f"Sobol' indices ({self.estimator}, n = {self.n}, {self.n_bootstrap} bootstrap resamples)"
-        return "\n".join([head + (f", output {output}" if multi else ""), *lines])
+            text += "\n\n" + "\n".join(columns(["pair", "S2", f"S2 {level}"], pairs))
+        return text
 
     def to_dict(self) -> dict:
         """SALib-style dict: ``S1, S1_conf, ST, ST_conf`` (and ``S2, S2_conf``), ``names``."""
@@ -466,14 +461,6 @@ class SobolResult:
         if self.S2 is not None:
             out.update(S2=self.S2, S2_conf=self.S2_conf)
         return out
-
-
-def _columns(header, rows) -> list[str]:
-    """Left-aligned first column, right-aligned others, widths fitted to the content."""
-    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
-    fmt = lambda r: "  ".join(str(v).ljust(w) if c == 0 else str(v).rjust(w)  # noqa: E731
-                              for c, (v, w) in enumerate(zip(r, widths)))
-    return [fmt(header), *map(fmt, rows)]
 
 
 def _check_confidence(confidence):

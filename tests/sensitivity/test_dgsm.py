@@ -80,3 +80,15 @@ def test_errors():
         dgsm(lambda x: x.sum(), b, 8, inputs=[5])
     with pytest.raises(ValueError, match="scalar"):
         dgsm(lambda x: x, b, 8)
+
+
+def test_table_and_default_bootstrap():
+    bounds = np.array([[0.0, 1.0], [0.0, 2.0]])
+    res = dgsm(lambda x: 3 * x[0] + x[1] ** 2, bounds, 256, names=["a", "b"])
+    assert res.vi.shape == (2,) and np.all(np.isfinite(res.dgsm_conf))  # 100 resamples by default
+    lines = res.table(digits=3).splitlines()
+    assert lines[0] == "DGSM" and lines[1].split() == ["input", "vi", "vi", "std", "ST", "upper", "bound", "+/-"]
+    a = lines[2].split()
+    assert a[0] == "a" and float(a[1]) == pytest.approx(9.0, abs=1e-3) and float(a[2]) == pytest.approx(0.0, abs=1e-3)
+    assert float(a[4]) == round(float(res.dgsm_conf[0]), 3)
+    assert dgsm(lambda x: x[0], bounds, 16, n_bootstrap=0).table().splitlines()[2].split()[-1] == "-"

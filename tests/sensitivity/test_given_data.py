@@ -106,3 +106,14 @@ def test_multi_output_and_errors():
     with pytest.raises(ValueError, match="NaN"):
         given_data_first_order(X, np.full(500, np.nan))
     assert default_bins(1000) == 32 and plischke_bins(1000) == 6
+
+
+def test_table_lists_s1_raw_and_bins():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(2000, 2))
+    res = given_data_first_order(X, X[:, 0] + 0.01 * rng.normal(size=2000), names=["a", "b"])
+    lines = res.table(digits=3).splitlines()
+    assert lines[0] == "Given-data first-order indices" and lines[1].split() == ["input", "S1", "S1", "raw", "bins"]
+    a = lines[2].split()
+    assert a[0] == "a" and float(a[1]) == round(float(res.S1[0]), 3) and int(a[3]) == int(res.bins[0])
+    assert float(a[1]) > 0.99 and abs(float(lines[3].split()[1])) < 0.02

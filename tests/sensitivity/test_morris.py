@@ -148,3 +148,19 @@ def test_space_configs_round_trip():
     np.testing.assert_allclose(res.mu_star, [3.0, 0.0], atol=1e-5)
     np.testing.assert_allclose(res.sigma, [0.0, 0.0], atol=1e-5)
     assert res.names == ("lr", "width") and np.all(np.isnan(res.mu_star_conf))
+
+
+def test_table_lists_mu_star_with_its_interval():
+    bounds = np.array([[0.0, 1.0]] * 3)
+    res = morris(lambda X: 3 * X[:, 0] + X[:, 1] ** 2, bounds, 20, n_bootstrap=200, names=["a", "b", "c"])
+    lines = res.table(digits=3).splitlines()
+    assert lines[0] == "Morris elementary effects (20 trajectories, 4 levels)"
+    assert lines[1].split() == ["input", "mu*", "mu*", "95%", "CI", "mu", "sigma"]
+    a = lines[2].split()
+    assert a[0] == "a" and float(a[1]) == pytest.approx(3.0, abs=1e-3) and a[2] == f"[{res.mu_star_ci[0][0]:.3f},"
+    assert lines[4].split()[1] == "0.000"  # c does not matter
+    two = morris(lambda X: jnp.stack([X[:, 0], 2 * X[:, 2]], 1), bounds, 10, n_bootstrap=0).table(output=1)
+    assert two.splitlines()[0].endswith("output 1") and two.splitlines()[4].split()[1] == "2.0000"
+    assert two.splitlines()[2].split()[2] == "-"  # no bootstrap, no interval
+    with pytest.raises(ValueError, match="output=5 out of range for 2 outputs"):
+        morris(lambda X: jnp.stack([X[:, 0], X[:, 1]], 1), bounds, 4, n_bootstrap=0).table(output=5)

@@ -97,3 +97,16 @@ def test_multi_output_and_errors():
         oat_design(TinySpace(), {"lr": 1e-3})
     with pytest.raises(TypeError, match="OATDesign"):
         oat_analyze({"X": 1}, np.zeros(3))
+
+
+def test_table_ranks_inputs_by_range():
+    bounds = np.array([[0.0, 1.0]] * 3)
+    res = one_at_a_time(lambda X: X[:, 0] + 5 * X[:, 2], bounds, n_points=5, names=["a", "b", "c"])
+    lines = res.table(digits=2).splitlines()
+    assert lines[0] == "One-at-a-time response ranges" and lines[1].split() == ["input", "range", "std", "points"]
+    assert [l.split()[0] for l in lines[2:]] == ["c", "a", "b"]
+    assert lines[2].split()[1:] == ["5.00", f"{float(res.std[2]):.2f}", "5"]
+    two = one_at_a_time(lambda X: jnp.stack([X[:, 0], 3 * X[:, 1]], 1), bounds, n_points=3)
+    assert two.table(output=1).splitlines()[0].endswith("output 1") and two.table(output=1).splitlines()[2].startswith("x2")
+    with pytest.raises(ValueError, match="output=2 out of range for 2 outputs"):
+        two.table(output=2)
