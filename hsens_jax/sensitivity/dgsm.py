@@ -35,9 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm, qmc
 
-from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain
-
 from hsens_jax.sensitivity._table import number, per_input_table
+from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain
 
 __all__ = ["DGSMResult", "dgsm", "dgsm_indices"]
 

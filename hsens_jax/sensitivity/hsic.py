@@ -104,6 +104,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from hsens_jax.sensitivity._table import number, per_input_table
 from hsens_jax.sensitivity.kernels import median_bandwidth, pooled_median_bandwidth
 
 __all__ = [
@@ -165,6 +166,19 @@ class HSICResult:
     n_permutations: int = 0
     goal: str = "global"
     pvalue_convention: str = "conservative"
+
+    def table(self, names=None, digits: int = 4) -> str:
+        """A plain-text table, one row per input (or group): HSIC, R2-HSIC and the p-value
+        (``-`` where none was asked). ``names`` label the rows (default ``x1..xg``)."""
+        hsic, r2, pv = (np.atleast_1d(np.asarray(a, float)) for a in (self.hsic, self.r2, self.pvalue))
+        if names is None:
+            names = [f"x{i + 1}" for i in range(len(hsic))]
+        elif len(names) != len(hsic):
+            raise ValueError(f"{len(names)} names for {len(hsic)} indices")
+        cells = [[number(hsic[i], 6), number(r2[i], digits), number(pv[i], digits)] for i in range(len(hsic))]
+        title = f"HSIC ({self.estimator}-statistic, {self.goal}" + (
+            f", {self.pvalue_method} p-values" if self.pvalue_method else "") + ")"
+        return per_input_table(title, names, ["input", "HSIC", "R2-HSIC", "p-value"], cells, 0, False)
 
 
 # ----------------------------------------------------------------------------- target filters

@@ -36,9 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm
 
-from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain, _evaluate_in_chunks
-
 from hsens_jax.sensitivity._table import interval, number, per_input_table, picker
+from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain, _evaluate_in_chunks
 
 __all__ = ["MorrisResult", "morris", "morris_design", "morris_indices"]
 

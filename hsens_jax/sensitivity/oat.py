@@ -20,9 +20,8 @@ from typing import Optional
 
 import numpy as np
 
-from hsens_jax.sensitivity.sobol import _Domain, _evaluate_in_chunks
-
 from hsens_jax.sensitivity._table import number, per_input_table, picker
+from hsens_jax.sensitivity.sobol import _Domain, _evaluate_in_chunks
 
 __all__ = ["OATDesign", "OATResult", "oat_design", "oat_analyze", "one_at_a_time"]
 

@@ -671,3 +671,18 @@ def test_permutation_pvalues_calibrated_under_null_and_powerful():
     Yd = (X[:, :, :1] ** 2 + 0.5 * rng.normal(size=(reps, n, 1))).astype(np.float32)
     pd = pvals(X, Yd)
     assert np.mean(pd[:, 0] <= 0.02) > 0.95  # 0.02 = the smallest p-value, 1/(B+1)
+
+
+def test_table_lists_indices_and_pvalues():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(200, 2))
+    res = hsic(X, X[:, 0] + 0.1 * rng.normal(size=200), pvalue="gamma")
+    lines = res.table(names=["a", "b"]).splitlines()
+    assert lines[0] == "HSIC (V-statistic, global, gamma p-values)"
+    assert lines[1].split() == ["input", "HSIC", "R2-HSIC", "p-value"]
+    a = lines[2].split()
+    assert a[0] == "a" and float(a[2]) == round(float(res.r2[0]), 4) and float(a[3]) < 1e-3
+    assert hsic(X, X[:, 1]).table().splitlines()[2].split()[0] == "x1"  # default names, no p-value
+    assert hsic(X, X[:, 1]).table().splitlines()[2].split()[-1] == "-"
+    with pytest.raises(ValueError, match="1 names for 2 indices"):
+        res.table(names=["a"])
