@@ -50,13 +50,15 @@ def test_vmapped_equals_sequential(small_digits):
     assert len(np.unique(np.round(np.asarray(batched["final_val_loss"]), 5))) == 2 * k
 
 
-def test_divergence_is_frozen_flagged_and_isolated(small_digits):
+@pytest.mark.parametrize("optimizer, huge", [("sgd", 1e9), ("adam", 1e37)])
+def test_divergence_is_frozen_flagged_and_isolated(small_digits, optimizer, huge):
     ds = small_digits
     data = prepare_data(ds)
-    spec = _spec(ds, optimizers=("sgd",))
-    lrs = np.array([0.1, 1e9, 0.05])
+    spec = _spec(ds, optimizers=(optimizer,))
+    lrs = np.array([0.1, huge, 0.05]) * (0.01 if optimizer == "adam" else 1)
+    lrs[1] = huge
     fn = jax.jit(jax.vmap(lambda h, kk: train(spec, data, h, kk), in_axes=(0, None)))
-    out = fn(hp_from_values({"learning_rate": lrs, "optimizer": "sgd"}, spec), jax.random.key(0))
+    out = fn(hp_from_values({"learning_rate": lrs, "optimizer": optimizer}, spec), jax.random.key(0))
     assert list(np.asarray(out["diverged"])) == [False, True, False]
     assert int(out["diverged_step"][1]) >= 0 and int(out["diverged_step"][0]) == -1
     assert np.isfinite(np.asarray(out["final_val_loss"])[[0, 2]]).all()
@@ -66,9 +68,9 @@ def test_divergence_is_frozen_flagged_and_isolated(small_digits):
     np.testing.assert_array_equal(curve[first:], curve[-1])
     # the healthy configurations are bit for bit what they are beside a healthy neighbour
     # (same program, same batch width), and within float32 rounding what they are alone
-    calm = fn(hp_from_values({"learning_rate": np.array([0.1, 0.02, 0.05]), "optimizer": "sgd"}, spec),
+    calm = fn(hp_from_values({"learning_rate": np.array([lrs[0], 0.02, lrs[2]]), "optimizer": optimizer}, spec),
               jax.random.key(0))
-    alone = fn(hp_from_values({"learning_rate": lrs[[0, 2]], "optimizer": "sgd"}, spec), jax.random.key(0))
+    alone = fn(hp_from_values({"learning_rate": lrs[[0, 2]], "optimizer": optimizer}, spec), jax.random.key(0))
     for name in ("val_loss_curve", "train_curve"):
         np.testing.assert_array_equal(np.asarray(out[name])[[0, 2]], np.asarray(calm[name])[[0, 2]])
         np.testing.assert_allclose(np.asarray(out[name])[[0, 2]], np.asarray(alone[name]), rtol=1e-6)
@@ -121,3 +123,29 @@ def test_hp_errors_and_layer_sizes(small_digits):
     hp = hp_from_values({"hidden_layer_sizes": np.array(["8,4", "6", "5,5,5"], dtype=object)}, spec)
     np.testing.assert_array_equal(hp["widths"], [[8, 4, 0], [6, 0, 0], [5, 5, 5]])
     np.testing.assert_array_equal(hp["depth"], [2, 1, 3])
+
+
+def test_a_diverging_step_keeps_the_last_finite_parameters(small_digits):
+    """The guard at the level of one step: parameters and batch statistics are kept, the flag
+    and the step are set, the loss is reported as NaN; a diverged state never moves again."""
+    from hsens_jax.train import init_state, train_step
+
+    ds = small_digits
+    data = prepare_data(ds)
+    spec = _spec(ds, optimizers=("adam",))
+    hp = hp_from_values({"learning_rate": 1e37, "optimizer": "adam"}, spec)
+    state = init_state(spec, data, hp, jax.random.key(0))
+    idx = jnp.arange(spec.batch_size)
+    step = jax.jit(lambda s, t: train_step(spec, data, hp, s, idx, jax.random.key(1), t))
+    history = [state]
+    for t in range(6):
+        history.append(step(history[-1], t)[0])
+    flags = [bool(s.diverged) for s in history]
+    assert flags[-1] and not flags[0]
+    first = flags.index(True)  # the state after the first non-finite step
+    assert int(history[-1].diverged_step) == first - 1
+    for s in history[first:]:
+        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(history[first - 1].params)):
+            np.testing.assert_array_equal(a, b)
+        assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(s.params))
+    assert np.isnan(float(step(history[-1], 6)[1]))
