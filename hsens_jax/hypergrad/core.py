@@ -12,8 +12,8 @@ digits MLP with Adam, h = 2, T = 100..10000, benchmarks/bench_hypergrad.py):
 mode               time                    memory               exact?
 =================  ======================  ===================  =========================
 ``reverse``        ~2-4                    O(T) states          yes
-``checkpointed``   ~2.4-2.6 (+1 forward)   O(sqrt T) states     yes
-``forward``        ~1 + (0.2..0.7) h       O(h) tangents        yes
+``checkpointed``   ~2.6-3.0 (+1 forward)   O(sqrt T) states     yes
+``forward``        ~1 + (0.3..0.8) h       O(h) tangents        yes
 ``truncated``      ~1 + 2k/T               O(k)                 no: short-horizon bias
 ``implicit``       1 + CG iterations       O(1)                 only at a stationary point
 =================  ======================  ===================  =========================

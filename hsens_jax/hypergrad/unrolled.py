@@ -27,7 +27,7 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     (``jax.linearize``: the primal step runs once) and its linear map applied to the h
     tangents one by one (with h = 1: one ``jvp`` of the whole run). Cost ``1 + c h``
     training runs, ``c`` the cost of one tangent relative to a training step: measured
-    ~0.2 at h = 1 and 0.4-0.7 at h = 2 on the digits MLP (benchmarks/bench_hypergrad.py);
+    0.3-0.6 at h = 1 and 0.5-0.8 at h = 2 on the digits MLP (benchmarks/bench_hypergrad.py);
     batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``) measured
     ~1.25-1.3x slower on a CPU (batched small matrix products).
 ``"truncated"``
@@ -191,7 +191,8 @@ def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
     On the digits MLP with Adam (22 steps per epoch) ``B / R`` is about 0.2: segments of
     5, 22 and 22 steps at T = 100, 1000, 10000 (optimum 5, 14, 44); at T = 10000 the
     22-step segments took 17 MiB and 2.8 training runs, the optimal 44-step ones 12 MiB
-    and 3.0 (benchmarks/bench_hypergrad.py).
+    and 3.0 (benchmarks/bench_hypergrad.py; measured before the training loop's divergence
+    guard got cheaper, which raised every ratio to a training run by 10-30%).
     """
     spec1 = spec
 
