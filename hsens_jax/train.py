@@ -435,7 +435,7 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     test of the parameters, no selection over the state): identical results while training
     stays finite, and the flags record the first non-finite loss only. Hypergradients
     (:mod:`hsens_jax.hypergrad`) differentiate this lean step, whose guard would otherwise
-    cost a select per state array in every pass.
+    cost a select per parameter array in every pass.
     """
     x = data.x_train[batch_idx]
     y = data.y_train[batch_idx]
@@ -458,7 +458,7 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
     # The optimizer state is not frozen: a diverged configuration's parameters never move
     # again, so its moments are never read, and selecting them too (several arrays the size
-    # of the parameters) cost ~30% of a step of the demo's sweep.
+    # of the parameters) cost 27% of the run time of the demo's largest program.
     return TrainState(
         keep(params, state.params),
         keep(new_stats, state.batch_stats),

@@ -74,7 +74,8 @@ def plot_hsic(result, names=None, metric="r2", ax=None, alpha=0.05, sort=False):
                 ax.annotate(f"p={pv[i]:.2g}", (b.get_x() + b.get_width() / 2, b.get_height()),
                             ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                             textcoords="offset points")
-        top = np.nanmax(vals) if np.any(np.isfinite(vals)) else 0.0
+        finite = vals[np.isfinite(vals)]
+        top = finite.max() if finite.size else 0.0
         if top > 0:  # headroom for the labels above the tallest bar
             ax.set_ylim(top=max(ax.get_ylim()[1], 1.12 * top))
     ax.axhline(0.0, color="black", lw=0.5)

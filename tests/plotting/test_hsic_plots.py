@@ -58,3 +58,17 @@ def test_plot_interactions_heatmap():
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="square"):
         plot_interactions(np.zeros((2, 3)))
+
+
+def test_plot_hsic_leaves_room_for_the_labels_and_tolerates_non_finite_indices():
+    fig, ax = plt.subplots()
+    plot_hsic(_result([0.001, 0.6, 0.02]), ax=ax)
+    assert ax.get_ylim()[1] >= 1.12 * 0.5 - 1e-9
+    res = _result([0.001, 0.6, 0.02])
+    bad = HSICResult(hsic=res.hsic, r2=jnp.array([0.5, jnp.inf, jnp.nan]), pvalue=res.pvalue,
+                     bandwidth=res.bandwidth, output_bandwidth=res.output_bandwidth, hsic_yy=res.hsic_yy,
+                     pvalue_method="gamma")
+    fig, ax = plt.subplots()
+    plot_hsic(bad, ax=ax)  # no error from an infinite or NaN bar
+    assert np.isfinite(ax.get_ylim()).all()
+    plt.close("all")
