@@ -9,8 +9,11 @@ from hsens_jax.hypergrad.unrolled import (
     DIFFERENTIABLE,
     MODES,
     final_state,
+    forward_directions,
+    forward_gradient,
     objective_value,
     run_steps,
     segment_for,
+    sharded_forward_gradient,
     unrolled_gradient,
 )

@@ -54,7 +54,8 @@ import numpy as np
 
 from hsens_jax.hypergrad.coordinates import COORDINATES, log_scaled_names, natural_gradient
 from hsens_jax.hypergrad.implicit import check_implicit, engine_implicit_gradient
-from hsens_jax.hypergrad.unrolled import DIFFERENTIABLE, MODES, OBJECTIVES, unrolled_gradient
+from hsens_jax.hypergrad.unrolled import (DIFFERENTIABLE, MODES, OBJECTIVES, sharded_forward_gradient,
+                                          unrolled_gradient)
 from hsens_jax.space import Space
 from hsens_jax.train import TrainData, TrainSpec, hp_from_values
 
@@ -119,6 +120,29 @@ _STATIC = ("spec", "wrt", "mode", "objective", "checkpoint_every", "truncate", "
 @partial(jax.jit, static_argnames=_STATIC)
 def _one(spec, data, hp, key, **kw):
     return _raw(spec, data, hp, key, **kw)
+
+
+@partial(jax.jit, static_argnames=_STATIC + ("devices",))
+def _one_sharded(spec, data, hp, key, *, devices, wrt, objective, **_):
+    """Forward mode with the tangent directions split over ``devices`` (a tuple)."""
+    value, grad, diverged = sharded_forward_gradient(spec, data, hp, key, wrt, devices, objective=objective)
+    return value, grad, diverged, jnp.full((), jnp.nan, value.dtype)
+
+
+def _devices(devices) -> tuple:
+    """``devices`` as a non-empty tuple of JAX devices (default: all local devices)."""
+    if devices is None:
+        return tuple(jax.local_devices())
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    try:
+        devices = tuple(devices)
+    except TypeError:
+        raise TypeError(f"devices must be a sequence of jax devices or None, got {type(devices).__name__}") from None
+    bad = [d for d in devices if not isinstance(d, jax.Device)]
+    if bad or not devices:
+        raise ValueError(f"devices must be a non-empty sequence of jax devices (jax.devices()), got {devices!r}")
+    return devices
 
 
 @partial(jax.jit, static_argnames=_STATIC + ("chunk_size", "shared_key"))
@@ -208,7 +232,8 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
                   wrt=("learning_rate", "weight_decay"), *, mode: str = "checkpointed",
                   objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
                   truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
-                  log_scaled=None, solver_options: Mapping[str, Any] | None = None) -> HypergradResult:
+                  log_scaled=None, solver_options: Mapping[str, Any] | None = None,
+                  devices=None) -> HypergradResult:
     """Hypergradient of one configuration's objective after training.
 
     Args:
@@ -237,6 +262,12 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
       solver_options: implicit mode: options of
         :func:`~hsens_jax.hypergrad.implicit.implicit_gradient` (solver, maxiter, tol,
         damping, neumann_steps, neumann_lr).
+      devices: ``"forward"`` mode with several ``wrt``: the devices its tangent
+        directions are split over (:func:`~hsens_jax.hypergrad.unrolled.sharded_forward_gradient`:
+        each device trains the configuration and carries its share of the tangents, so
+        the wall time is that of ``ceil(h / D)`` tangents instead of h). Default: all local
+        devices (one, on a CPU, unless :func:`hsens_jax.use_cpu_cores` made one per
+        core, as the CLI does). Other modes run on the default device.
     Returns:
       a :class:`HypergradResult` of scalars (dicts keyed by ``wrt``).
     Warns:
@@ -251,8 +282,13 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
     hp = hp_from_values(dict(values), spec, dtype=data.x_train.dtype)
     if hp["learning_rate"].ndim != 0:
         raise ValueError("values: hypergradient takes one configuration (scalars); use hypergradients for many")
-    raw = _one(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
-               truncate=truncate, solver_options=tuple(sorted((solver_options or {}).items())))
+    devices = _devices(devices)
+    kw = dict(wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every, truncate=truncate,
+              solver_options=tuple(sorted((solver_options or {}).items())))
+    if mode == "forward" and len(wrt) > 1 and len(devices) > 1:
+        raw = _one_sharded(spec, data, hp, key, devices=devices[:len(wrt)], **kw)
+    else:
+        raw = _one(spec, data, hp, key, **kw)
     res = _assemble(*raw, hp, wrt, log_names, coordinates)
     _warn(res.finite, res.diverged)
     return res
