@@ -17,6 +17,11 @@ Finite differences: ``2h + 1`` runs of the training objective, measured.
 Targets (from the task): reverse with checkpointing <= 3x a training run; forward <=
 1 + 0.5 h (2x at h = 2; a row with h = 1, the learning rate alone, shows the scaling).
 
+Devices: like the CLI, the process makes one JAX CPU device per core
+(:func:`hsens_jax.use_cpu_cores`). Every program runs on one device, except the row
+"forward, tangents split over D devices" (``hypergradient``'s default when several
+devices exist): each device trains the configuration and carries h / D of the tangents.
+
 Writes ``benchmarks/results/hypergrad_cpu.json`` and ``.md``.
 """
 
@@ -29,14 +34,18 @@ import platform
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
+from hsens_jax.host import use_cpu_cores
 
-from hsens_jax.data import load_dataset
-from hsens_jax.hypergrad.core import _one
-from hsens_jax.hypergrad.unrolled import final_state, objective_value, segment_for
-from hsens_jax.models import ModelSpec
-from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
+use_cpu_cores()  # one JAX device per core, as the CLI does (before JAX starts its backend)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hsens_jax.data import load_dataset  # noqa: E402
+from hsens_jax.hypergrad.core import _one, _one_sharded  # noqa: E402
+from hsens_jax.hypergrad.unrolled import final_state, objective_value, segment_for  # noqa: E402
+from hsens_jax.models import ModelSpec  # noqa: E402
+from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train  # noqa: E402
 
 WRT = ("learning_rate", "weight_decay")
 VALUES = {"learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adam"}
@@ -68,6 +77,7 @@ def machine() -> dict:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "device": str(jax.devices()[0]),
+        "n_devices": len(jax.devices()),
         "dtype": "float32",
     }
 
@@ -121,10 +131,15 @@ def bench_T(T, data, n_train, repeats):
                                                   solver_options=(("maxiter", 50), ("tol", 1e-6))),
          ("weight_decay",)),
     ]
+    devices = tuple(jax.local_devices()[:h])
+    if len(devices) > 1:  # the tangents split over the devices (hypergradient's default with several)
+        configs.insert(3, (f"forward, tangents split over {len(devices)} devices",
+                           dict(mode="forward", checkpoint_every=None, truncate=None, devices=devices), WRT))
     failed = []
     for name, kw, wrt in configs:
         kw = {"objective": "final_val_loss", "solver_options": (), **kw}
-        fn = jax.jit(lambda hp, key, kw=kw, wrt=wrt: _one(spec, data, hp, key, wrt=wrt, **kw))
+        one = _one_sharded if "devices" in kw else _one
+        fn = jax.jit(lambda hp, key, kw=kw, wrt=wrt, one=one: one(spec, data, hp, key, wrt=wrt, **kw))
         try:
             compiled, c, m = compile_program(fn, (hp, key))
         except Exception as e:  # e.g. out of memory for plain reverse at long horizons
@@ -205,6 +220,10 @@ def main():
              "objective actually differentiated (the engine's step without the recorded curves and without the divergence "
              "freeze, + one validation). Checkpointed: the default segment (`segment_for`: memory-optimal, whole epochs "
              "when within a factor 2). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
+             f"Devices: {info['n_devices']} JAX CPU devices (one per core, as the CLI makes). Every program runs on one "
+             "device, except \"forward, tangents split over D devices\" (`hypergradient`'s default with several devices): "
+             "each device trains the configuration and carries h / D of the tangents; its time is wall time, its temp "
+             "memory per device.", "",
              "Targets: checkpointed <= 3x, forward <= 1 + 0.5 h (2x at h = 2, 1.5x at h = 1).", ""]
     for T, rows in results.items():
         lines += [f"## T = {T} steps", "",

@@ -158,6 +158,30 @@ def _many(spec, data, hp, key, *, chunk_size, shared_key, **kw):
     return jax.lax.map(f, xs, batch_size=chunk_size)
 
 
+@partial(jax.jit, static_argnames=_STATIC + ("chunk_size", "shared_key", "devices"))
+def _many_sharded(spec, data, hp, key, *, chunk_size, shared_key, devices, **kw):
+    """:func:`_many` with the configurations split over ``devices`` (n a multiple of their number)."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("configs",))
+    cfg = PartitionSpec("configs")
+
+    def local(hp, key):
+        return _many(spec, data, hp, key, chunk_size=chunk_size, shared_key=shared_key, **kw)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(cfg, PartitionSpec() if shared_key else cfg),
+                         out_specs=cfg, check_vma=False)(hp, key)
+
+
+def _pad(tree, n_pad):
+    """Each leaf's leading axis extended to ``n_pad`` by repeating its last entry."""
+    def pad(a):
+        extra = n_pad - a.shape[0]
+        return a if extra == 0 else jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+
+    return jax.tree.map(pad, tree)
+
+
 def _optimizer_names(values, spec) -> set:
     v = values.get("optimizer", None)
     if v is None:
@@ -186,7 +210,7 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
     if bad:
         raise ValueError(f"wrt: {bad} cannot be differentiated; differentiable hyperparameters: {DIFFERENTIABLE}")
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: choose from {MODES}")
+        raise ValueError(f"mode={mode!r}: choose from {('auto',) + MODES}")
     if not (callable(objective) or objective in OBJECTIVES):
         raise ValueError(f"objective={objective!r}: choose from {OBJECTIVES} or pass a callable")
     if coordinates not in COORDINATES:
@@ -210,7 +234,23 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
     return wrt, checkpoint_every, truncate, log_names
 
 
-def _warn(finite, diverged):
+AUTO_FORWARD_TANGENTS = 3
+"""``mode="auto"`` picks forward mode while each device carries at most this many tangents
+(``ceil(h / D)``), checkpointed reverse mode beyond: forward costs ``1 + c ceil(h / D)``
+training runs (c = 0.5-0.8 measured, benchmarks/bench_hypergrad.py), checkpointed about 3."""
+
+
+def _resolve_mode(mode, wrt, checkpoint_every, n_devices) -> str:
+    """The mode ``"auto"`` stands for (see :data:`AUTO_FORWARD_TANGENTS`); other modes as given."""
+    if mode != "auto":
+        return mode
+    if checkpoint_every is not None:
+        return "checkpointed"
+    h = 1 if isinstance(wrt, str) else len(tuple(wrt))
+    return "forward" if -(-h // max(1, n_devices)) <= AUTO_FORWARD_TANGENTS else "checkpointed"
+
+
+def _warn(finite, diverged, mode=None):
     finite = np.asarray(finite)
     if finite.all():
         return
@@ -222,6 +262,12 @@ def _warn(finite, diverged):
             "Without divergence this usually is a singular derivative, e.g. Adam's sqrt(v) at v = 0 for "
             "parameters whose gradient is exactly zero (masked units, constant inputs) when weight_decay = 0, "
             "or a NaN objective.")
+    if not n_div and mode in ("reverse", "checkpointed", "truncated"):
+        hint += (f" With mode={mode!r} it can also be an overflow of the adjoint: backwards through Adam steps "
+                 "whose gradients are tiny it can grow exponentially (measured: x8 per step) in directions that do "
+                 "not reach the objective, past float32's range, while the derivative is finite. mode='forward' "
+                 "(its tangents stay bounded there) or float64 (jax.config.update('jax_enable_x64', True)) then "
+                 "gives it.")
     warnings.warn(
         f"hypergradient is not finite for {len(bad)} of {finite.size} configuration(s){where}; "
         f"{n_div} of them diverged during training. {hint}",
@@ -229,7 +275,7 @@ def _warn(finite, diverged):
 
 
 def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], key,
-                  wrt=("learning_rate", "weight_decay"), *, mode: str = "checkpointed",
+                  wrt=("learning_rate", "weight_decay"), *, mode: str = "auto",
                   objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
                   truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
                   log_scaled=None, solver_options: Mapping[str, Any] | None = None,
@@ -244,8 +290,13 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
       key: PRNG key of the seed (initialization, batch order, dropout), as for ``train``.
       wrt: hyperparameters to differentiate with respect to, among
         :data:`~hsens_jax.hypergrad.unrolled.DIFFERENTIABLE`.
-      mode: ``"reverse"``, ``"checkpointed"`` (default), ``"forward"``, ``"truncated"``
-        or ``"implicit"`` (see the module docstring).
+      mode: ``"auto"`` (default), ``"reverse"``, ``"checkpointed"``, ``"forward"``,
+        ``"truncated"`` or ``"implicit"`` (see the module docstring). ``"auto"`` is
+        ``"forward"`` while each device carries at most
+        :data:`AUTO_FORWARD_TANGENTS` tangents (``ceil(len(wrt) / len(devices))``), else
+        ``"checkpointed"`` (also when ``checkpoint_every`` is given): the cheaper of the
+        two, and forward mode's tangents do not overflow float32 where a reverse-mode
+        adjoint can (see :class:`HypergradientWarning`).
       objective: ``"final_val_loss"`` (default; equals ``train(...)["final_val_loss"]``),
         ``"final_train_loss"``, or ``f(spec, data, hp, state) -> scalar``.
       checkpoint_every: segment length of the checkpointed loop (default
@@ -277,12 +328,13 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
       Maclaurin et al. 2015; Franceschi et al. 2017; Lorraine et al. 2020; Micaelli and
       Storkey 2021; Wu et al. 2018 (see the module docstring).
     """
+    devices = _devices(devices)
+    mode = _resolve_mode(mode, wrt, checkpoint_every, len(devices))
     wrt, checkpoint_every, truncate, log_names = _check(spec, data, values, wrt, mode, objective, checkpoint_every,
                                                         truncate, coordinates, space, log_scaled)
     hp = hp_from_values(dict(values), spec, dtype=data.x_train.dtype)
     if hp["learning_rate"].ndim != 0:
         raise ValueError("values: hypergradient takes one configuration (scalars); use hypergradients for many")
-    devices = _devices(devices)
     kw = dict(wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every, truncate=truncate,
               solver_options=tuple(sorted((solver_options or {}).items())))
     if mode == "forward" and len(wrt) > 1 and len(devices) > 1:
@@ -290,16 +342,16 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
     else:
         raw = _one(spec, data, hp, key, **kw)
     res = _assemble(*raw, hp, wrt, log_names, coordinates)
-    _warn(res.finite, res.diverged)
+    _warn(res.finite, res.diverged, mode)
     return res
 
 
 def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any], key,
-                   wrt=("learning_rate", "weight_decay"), *, mode: str = "checkpointed",
+                   wrt=("learning_rate", "weight_decay"), *, mode: str = "auto",
                    objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
                    truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
                    log_scaled=None, solver_options: Mapping[str, Any] | None = None,
-                   chunk_size: int | None = None) -> HypergradResult:
+                   chunk_size: int | None = None, devices=None) -> HypergradResult:
     """Hypergradients at ``n`` configurations at once (vectorized with ``jax.vmap``).
 
     Args:
@@ -309,7 +361,12 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
         are due to the hyperparameters) or ``n`` keys (shape (n,) typed keys or (n, 2)
         raw keys), one per configuration.
       chunk_size: None to vmap all ``n`` at once; an int to process them in chunks of
-        that size (``lax.map`` with ``batch_size``) and bound memory.
+        that size (``lax.map`` with ``batch_size``) and bound memory (per device).
+      devices: the devices the configurations are split over (``jax.shard_map``; ``n`` is
+        padded to a multiple of their number by repeating the last configuration, whose
+        copies are dropped). Default: all local devices (one, on a CPU, unless
+        :func:`hsens_jax.use_cpu_cores` made one per core, as the CLI does). Results do
+        not depend on the split.
       other arguments: as :func:`hypergradient`.
     Returns:
       a :class:`HypergradResult` whose arrays have a leading axis of length n.
@@ -320,6 +377,7 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
       as :func:`hypergradient`; local sensitivities at the points of a design, whose mean
       squares are DGSM (Sobol and Kucherenko 2009; see :mod:`hsens_jax.hypergrad.dgsm`).
     """
+    mode = _resolve_mode(mode, wrt, checkpoint_every, 1)  # configurations, not tangents, are split over devices
     wrt, checkpoint_every, truncate, log_names = _check(spec, data, configs, wrt, mode, objective, checkpoint_every,
                                                         truncate, coordinates, space, log_scaled)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
@@ -340,9 +398,16 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
     shared = key.ndim == (0 if is_typed else 1)
     if not shared and key.shape[0] != n:
         raise ValueError(f"key: {key.shape[0]} keys for {n} configurations")
-    raw = _many(spec, data, hp, key, wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every,
-                truncate=truncate, solver_options=tuple(sorted((solver_options or {}).items())),
-                chunk_size=None if chunk_size is None else int(chunk_size), shared_key=shared)
+    devices = _devices(devices)[:n]
+    kw = dict(wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every, truncate=truncate,
+              solver_options=tuple(sorted((solver_options or {}).items())),
+              chunk_size=None if chunk_size is None else int(chunk_size), shared_key=shared)
+    if len(devices) > 1:
+        n_pad = -(-n // len(devices)) * len(devices)
+        raw = _many_sharded(spec, data, _pad(hp, n_pad), key if shared else _pad(key, n_pad), devices=devices, **kw)
+        raw = jax.tree.map(lambda a: a[:n], raw)
+    else:
+        raw = _many(spec, data, hp, key, **kw)
     res = _assemble(*raw, hp, wrt, log_names, coordinates)
-    _warn(res.finite, res.diverged)
+    _warn(res.finite, res.diverged, mode)
     return res

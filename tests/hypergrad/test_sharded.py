@@ -100,3 +100,44 @@ def test_one_device_given_as_a_device(x64):
     r = hypergradient(RUNGE_SPEC, runge_data(), RUNGE_VALUES, key0(), RUNGE_WRT[:2], mode="forward",
                       devices=jax.devices()[0])
     assert bool(r.finite)
+
+
+MANY = """
+import json, jax, numpy as np
+jax.config.update("jax_num_cpu_devices", {n_dev})
+jax.config.update("jax_enable_x64", True)
+from hsens_jax.hypergrad import hypergradients
+from tests.hypergrad.conftest import RUNGE_SPEC, RUNGE_VALUES, RUNGE_WRT, key0, runge_data
+data = runge_data()
+n = 5
+cfg = {{k: np.full(n, v, dtype=object if isinstance(v, str) else float) for k, v in RUNGE_VALUES.items()}}
+cfg["learning_rate"] = np.geomspace(0.02, 0.3, n)
+keys = jax.random.split(jax.random.PRNGKey(3), n)
+out = {{}}
+for name, key, chunk in (("shared", key0(), None), ("keys", keys, 2)):
+    split = hypergradients(RUNGE_SPEC, data, cfg, key, RUNGE_WRT[:2], mode="checkpointed", chunk_size=chunk)
+    one = hypergradients(RUNGE_SPEC, data, cfg, key, RUNGE_WRT[:2], mode="checkpointed", chunk_size=chunk,
+                         devices=jax.devices()[:1])
+    out[name] = dict(
+                     shape=list(split.value.shape),
+                     value=[np.asarray(r.value).tolist() for r in (split, one)],
+                     grad=[np.asarray(r.grad_raw["learning_rate"]).tolist() for r in (split, one)])
+print("JSON" + json.dumps(out))
+"""
+
+
+def test_configurations_split_over_devices_equal_one_device():
+    """5 configurations on 2 devices (padded to 6), shared key and per-configuration keys
+    in chunks of 2: the same values as on one device."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", MANY.format(n_dev=2)], env=env, check=True,
+                         capture_output=True, text=True, cwd=ROOT).stdout
+    import json
+    res = json.loads(out.split("JSON", 1)[1])
+    for name in ("shared", "keys"):
+        r = res[name]
+        assert r["shape"] == [5]
+        np.testing.assert_allclose(r["value"][0], r["value"][1], rtol=1e-13)
+        np.testing.assert_allclose(r["grad"][0], r["grad"][1], rtol=1e-11)
+        assert len(set(np.round(r["grad"][0], 8))) == 5  # five different configurations
