@@ -29,7 +29,9 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     training runs, ``c`` the cost of one tangent relative to a training step: measured
     0.3-0.6 at h = 1 and 0.5-0.8 at h = 2 on the digits MLP (benchmarks/bench_hypergrad.py);
     batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``) measured
-    ~1.25-1.3x slower on a CPU (batched small matrix products).
+    ~1.25-1.3x slower on a CPU (batched small matrix products). Any directions, not only
+    the coordinate axes: :func:`forward_directions`. Split over devices:
+    :func:`sharded_forward_gradient` (each device trains and carries h / D tangents).
 ``"truncated"``
     reverse mode through the last ``k`` steps only; the first ``T - k`` steps are run
     with ``stop_gradient``. Cheap (memory O(k)) but *biased*: it ignores how lambda
