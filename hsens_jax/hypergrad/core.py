@@ -22,8 +22,8 @@ The default, ``"auto"``, is forward mode while each device carries at most three
 and checkpointed reverse mode beyond. With several devices (a CPU split into one device
 per core by :func:`hsens_jax.use_cpu_cores`, as the CLI does, or several accelerators),
 :func:`hypergradient` splits forward mode's tangents over them (each device trains the
-configuration and carries its share: h = 2 on two CPU cores measured 1.6-1.7 training
-runs instead of 2.4-2.6) and :func:`hypergradients` splits the configurations.
+configuration and carries its share: h = 2 on two CPU cores measured 1.6-2.0 training
+runs instead of 2.0-2.5) and :func:`hypergradients` splits the configurations.
 
 float32 and reverse modes: backwards through Adam steps whose gradients are tiny, the
 adjoint can grow exponentially (x8 per step measured on the digits MLP at lr = 2.9e-3)

@@ -50,10 +50,10 @@ def _run(n_dev, hs):
     return {int(k): v for k, v in json.loads(out.split("JSON", 1)[1]).items()}
 
 
-@pytest.mark.parametrize("n_dev, hs", [(2, (2, 3)), (3, (2, 6))])
+@pytest.mark.parametrize("n_dev, hs", [(2, (2, 3)), (3, (2,))])
 def test_split_tangents_equal_one_device_and_reverse_mode(n_dev, hs):
-    """h = 2 on 2 devices (one tangent each), h = 3 on 2 (padded to 4: a zero direction is
-    dropped), h = 2 on 3 (one device left out), h = 6 on 3: float64, same values."""
+    """h = 2 on 2 devices (one tangent each), h = 3 on 2 (two each, padded to 4: a zero
+    direction is dropped), h = 2 on 3 (one device left out): float64, same values."""
     res = _run(n_dev, hs)
     for h in hs:
         r = res[h]
@@ -115,8 +115,8 @@ cfg["learning_rate"] = np.geomspace(0.02, 0.3, n)
 keys = jax.random.split(jax.random.PRNGKey(3), n)
 out = {{}}
 for name, key, chunk in (("shared", key0(), None), ("keys", keys, 2)):
-    split = hypergradients(RUNGE_SPEC, data, cfg, key, RUNGE_WRT[:2], mode="checkpointed", chunk_size=chunk)
-    one = hypergradients(RUNGE_SPEC, data, cfg, key, RUNGE_WRT[:2], mode="checkpointed", chunk_size=chunk,
+    split = hypergradients(RUNGE_SPEC, data, cfg, key, RUNGE_WRT[:1], mode="reverse", chunk_size=chunk)
+    one = hypergradients(RUNGE_SPEC, data, cfg, key, RUNGE_WRT[:1], mode="reverse", chunk_size=chunk,
                          devices=jax.devices()[:1])
     out[name] = dict(
                      shape=list(split.value.shape),
