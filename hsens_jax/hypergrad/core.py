@@ -22,14 +22,14 @@ The default, ``"auto"``, is forward mode while each device carries at most three
 and checkpointed reverse mode beyond. With several devices (a CPU split into one device
 per core by :func:`hsens_jax.use_cpu_cores`, as the CLI does, or several accelerators),
 :func:`hypergradient` splits forward mode's tangents over them (each device trains the
-configuration and carries its share: h = 2 on two CPU cores measured 1.6-2.0 training
-runs instead of 2.0-2.5) and :func:`hypergradients` splits the configurations.
+configuration and carries its share: h = 2 on two CPU cores measured 1.48-1.97 training
+runs instead of 1.64-3.06 on one device, two benchmark runs) and :func:`hypergradients` splits the configurations.
 
 float32 and reverse modes: backwards through Adam steps whose gradients are tiny, the
 adjoint can grow exponentially (x8 per step measured on the digits MLP at lr = 2.9e-3)
 in directions that never reach the objective, overflow float32 and turn into NaN
-(``inf * 0``) while the derivative is finite; float64 postpones it (the same adjoint
-reaches 1e308 after ~330 such steps). Forward mode's tangents are the physical
+(``inf * 0``) while the derivative is finite; float64 postpones it (at x8 per step it
+would take ~340 steps to pass 1e308: an extrapolation, not measured). Forward mode's tangents are the physical
 sensitivities of the state and stay bounded there (tested).
 
 Non-finite hypergradients (long horizons, exploding learning rates) are detected per
@@ -251,7 +251,8 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
 AUTO_FORWARD_TANGENTS = 3
 """``mode="auto"`` picks forward mode while each device carries at most this many tangents
 (``ceil(h / D)``), checkpointed reverse mode beyond: forward costs ``1 + c ceil(h / D)``
-training runs (c = 0.5-0.8 measured, benchmarks/bench_hypergrad.py), checkpointed about 3."""
+training runs (one device, T = 100..10000: c = 0.1-0.6 at h = 1 and 0.3-1.0 at h = 2 measured,
+benchmarks/bench_hypergrad.py), checkpointed 2.3-3.3."""
 
 
 def _resolve_mode(mode, wrt, checkpoint_every, n_devices) -> str:
