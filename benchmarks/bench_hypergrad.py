@@ -22,6 +22,10 @@ Devices: like the CLI, the process makes one JAX CPU device per core
 "forward, tangents split over D devices" (``hypergradient``'s default when several
 devices exist): each device trains the configuration and carries h / D of the tangents.
 
+Adjoints: reverse modes use ``adjoint="symmetric"`` (the default: a step's adjoint is a
+Hessian-vector product, :mod:`hsens_jax.hypergrad.adjoint`); the rows "autodiff adjoint"
+run JAX's own transpose of the step in the same process, for comparison.
+
 Writes ``benchmarks/results/hypergrad_cpu.json`` and ``.md``.
 """
 
@@ -106,6 +110,7 @@ def bench_T(T, data, n_train, repeats):
     h = len(WRT)
     k = max(1, T // 10)
     seg = segment_for(spec, data, hp, key)  # the default of mode='checkpointed'
+    seg_ad = segment_for(spec, data, hp, key, "autodiff")
     programs = []  # (row, callable running it once)
 
     train_fn = jax.jit(lambda hp, key: train(spec, data, hp, key)["final_val_loss"])
@@ -123,7 +128,11 @@ def bench_T(T, data, n_train, repeats):
 
     configs = [
         ("reverse", dict(mode="reverse", checkpoint_every=None, truncate=None), WRT),
+        ("reverse, autodiff adjoint", dict(mode="reverse", checkpoint_every=None, truncate=None,
+                                           adjoint="autodiff"), WRT),
         (f"checkpointed (segment {seg})", dict(mode="checkpointed", checkpoint_every=seg, truncate=None), WRT),
+        (f"checkpointed, autodiff adjoint (segment {seg_ad})",
+         dict(mode="checkpointed", checkpoint_every=seg_ad, truncate=None, adjoint="autodiff"), WRT),
         ("forward", dict(mode="forward", checkpoint_every=None, truncate=None), WRT),
         ("forward (learning rate only)", dict(mode="forward", checkpoint_every=None, truncate=None), WRT[:1]),
         (f"truncated (last k = {k} steps)", dict(mode="truncated", checkpoint_every=None, truncate=k), WRT),
@@ -133,7 +142,7 @@ def bench_T(T, data, n_train, repeats):
     ]
     devices = tuple(jax.local_devices()[:h])
     if len(devices) > 1:  # the tangents split over the devices (hypergradient's default with several)
-        configs.insert(3, (f"forward, tangents split over {len(devices)} devices",
+        configs.insert(5, (f"forward, tangents split over {len(devices)} devices",
                            dict(mode="forward", checkpoint_every=None, truncate=None, devices=devices), WRT))
     failed = []
     for name, kw, wrt in configs:
@@ -218,8 +227,10 @@ def main():
              "excluded; `train` also runs 20 validation passes); `median`: the median over the rounds of the same ratio "
              "within one round (a robustness check on a noisy machine). `time/objective`: the same over one run of the "
              "objective actually differentiated (the engine's step without the recorded curves and without the divergence "
-             "freeze, + one validation). Checkpointed: the default segment (`segment_for`: memory-optimal, whole epochs "
-             "when within a factor 2). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
+             "freeze, + one validation). Reverse modes use the symmetric adjoint by default (a step's adjoint is a "
+             "Hessian-vector product; it stores the step's inputs and minibatch gradient); the \"autodiff adjoint\" rows "
+             "use JAX's transpose of the step (it stores every intermediate). Checkpointed: the default segment "
+             "(`segment_for`: whole epochs, about a third of the memory-optimal segment). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
              f"Devices: {info['n_devices']} JAX CPU devices (one per core, as the CLI makes). Every program runs on one "
              "device, except \"forward, tangents split over D devices\" (`hypergradient`'s default with several devices): "
              "each device trains the configuration and carries h / D of the tangents; its time is wall time, its temp "

@@ -424,6 +424,30 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
+def batch_loss(spec: TrainSpec, hp, params, batch_stats, x, y, dropout_key):
+    """Mean training loss on one minibatch, in training mode: ``(loss, new batch statistics)``.
+
+    ``x``: (batch, *input_shape) inputs, ``y``: (batch,) labels or (batch, outputs)
+    targets; dropout draws from ``dropout_key``; batch norm normalizes with the batch's
+    statistics and returns updated running statistics. The function
+    :func:`train_step` differentiates with respect to ``params``.
+    """
+    out, new_stats = _forward(spec, hp, params, batch_stats, x, True, dropout_key)
+    return jnp.mean(loss_fn(spec, hp, out, y)), new_stats
+
+
+def optimizer_update(spec: TrainSpec, hp, params, opt_state, grads, t):
+    """The configuration's optimizer applied to ``grads`` at step ``t``: ``(params, opt_state)``.
+
+    The learning rate is the schedule's value at ``t`` (:func:`learning_rate_at`); the
+    other optimizer hyperparameters are those injected in ``opt_state``.
+    """
+    opt = _optimizer(spec, hp)
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": learning_rate_at(spec, hp, t)})
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_idx, dropout_key, t, *,
                guard: bool = True):
     """One optimizer step on the examples ``batch_idx``; returns (new state, training loss).
@@ -439,17 +463,9 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     """
     x = data.x_train[batch_idx]
     y = data.y_train[batch_idx]
-
-    def objective(params):
-        out, new_stats = _forward(spec, hp, params, state.batch_stats, x, True, dropout_key)
-        return jnp.mean(loss_fn(spec, hp, out, y)), new_stats
-
-    (loss, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    opt = _optimizer(spec, hp)
-    opt_state = state.opt_state
-    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": learning_rate_at(spec, hp, t)})
-    updates, opt_state = opt.update(grads, opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    (loss, new_stats), grads = jax.value_and_grad(batch_loss, argnums=2, has_aux=True)(
+        spec, hp, state.params, state.batch_stats, x, y, dropout_key)
+    params, opt_state = optimizer_update(spec, hp, state.params, state.opt_state, grads, t)
     if not guard:
         first = ~state.diverged & ~jnp.isfinite(loss)
         return TrainState(params, new_stats, opt_state, state.diverged | first,

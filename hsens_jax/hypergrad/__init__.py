@@ -1,5 +1,6 @@
 """Hypergradients: derivatives of a validation objective through training."""
 
+from hsens_jax.hypergrad.adjoint import ADJOINTS, symmetric_step
 from hsens_jax.hypergrad.coordinates import DEFAULT_LOG_SCALED, log_scaled_names, natural_gradient, unit_gradient
 from hsens_jax.hypergrad.core import HypergradientWarning, HypergradResult, hypergradient, hypergradients
 from hsens_jax.hypergrad.descent import DescentTrajectory, hypergradient_descent

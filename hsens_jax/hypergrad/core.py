@@ -66,6 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hsens_jax.hypergrad.adjoint import ADJOINTS
 from hsens_jax.hypergrad.coordinates import COORDINATES, log_scaled_names, natural_gradient
 from hsens_jax.hypergrad.implicit import check_implicit, engine_implicit_gradient
 from hsens_jax.hypergrad.unrolled import (DIFFERENTIABLE, MODES, OBJECTIVES, sharded_forward_gradient,
@@ -103,12 +104,14 @@ class HypergradResult(NamedTuple):
     stationarity: jax.Array
 
 
-def _raw(spec, data, hp, key, *, wrt, mode, objective, checkpoint_every, truncate, solver_options):
+def _raw(spec, data, hp, key, *, wrt, mode, objective, checkpoint_every, truncate, solver_options,
+         adjoint="symmetric"):
     """(value, raw gradient dict, diverged, stationarity) of one configuration (pure)."""
     if mode == "implicit":
         return engine_implicit_gradient(spec, data, hp, key, wrt, objective=objective, **dict(solver_options))
     value, grad_raw, diverged = unrolled_gradient(spec, data, hp, key, wrt, mode=mode, objective=objective,
-                                                  checkpoint_every=checkpoint_every, truncate=truncate)
+                                                  checkpoint_every=checkpoint_every, truncate=truncate,
+                                                  adjoint=adjoint)
     return value, grad_raw, diverged, jnp.full((), jnp.nan, value.dtype)
 
 
@@ -128,7 +131,7 @@ def _pure(spec, data, hp, key, *, wrt, log_names, coordinates, **kw) -> Hypergra
     return _assemble(*_raw(spec, data, hp, key, wrt=wrt, **kw), hp, wrt, log_names, coordinates)
 
 
-_STATIC = ("spec", "wrt", "mode", "objective", "checkpoint_every", "truncate", "solver_options")
+_STATIC = ("spec", "wrt", "mode", "objective", "checkpoint_every", "truncate", "solver_options", "adjoint")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -206,7 +209,10 @@ def _optimizer_names(values, spec) -> set:
     return {spec.optimizers[int(i)] for i in arr if 0 <= int(i) < len(spec.optimizers)}
 
 
-def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate, coordinates, space, log_scaled):
+def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate, coordinates, space, log_scaled,
+           adjoint="symmetric"):
+    if adjoint not in ADJOINTS:
+        raise ValueError(f"adjoint={adjoint!r}: choose from {ADJOINTS}")
     if not isinstance(spec, TrainSpec):
         raise TypeError(f"spec must be a hsens_jax.train.TrainSpec, got {type(spec).__name__}")
     if not isinstance(data, TrainData):
@@ -294,7 +300,7 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
                   objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
                   truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
                   log_scaled=None, solver_options: Mapping[str, Any] | None = None,
-                  devices=None) -> HypergradResult:
+                  devices=None, adjoint: str = "symmetric") -> HypergradResult:
     """Hypergradient of one configuration's objective after training.
 
     Args:
@@ -334,6 +340,11 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
         the wall time is that of ``ceil(h / D)`` tangents instead of h). Default: all local
         devices (one, on a CPU, unless :func:`hsens_jax.use_cpu_cores` made one per
         core, as the CLI does). Other modes run on the default device.
+      adjoint: reverse modes' rule through a training step: ``"symmetric"`` (default:
+        Hessian-vector products, storing per step only its inputs and minibatch gradient;
+        :mod:`hsens_jax.hypergrad.adjoint`) or ``"autodiff"`` (JAX's transpose of the
+        step, storing its intermediates). The same hypergradient to rounding; models with
+        batch norm always use ``"autodiff"``.
     Returns:
       a :class:`HypergradResult` of scalars (dicts keyed by ``wrt``).
     Warns:
@@ -346,12 +357,12 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
     devices = _devices(devices)
     mode = _resolve_mode(mode, wrt, checkpoint_every, len(devices))
     wrt, checkpoint_every, truncate, log_names = _check(spec, data, values, wrt, mode, objective, checkpoint_every,
-                                                        truncate, coordinates, space, log_scaled)
+                                                        truncate, coordinates, space, log_scaled, adjoint)
     hp = hp_from_values(dict(values), spec, dtype=data.x_train.dtype)
     if hp["learning_rate"].ndim != 0:
         raise ValueError("values: hypergradient takes one configuration (scalars); use hypergradients for many")
     kw = dict(wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every, truncate=truncate,
-              solver_options=tuple(sorted((solver_options or {}).items())))
+              solver_options=tuple(sorted((solver_options or {}).items())), adjoint=adjoint)
     if mode == "forward" and len(wrt) > 1 and len(devices) > 1:
         raw = _one_sharded(spec, data, hp, key, devices=devices[:len(wrt)], **kw)
     else:
@@ -366,7 +377,7 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
                    objective: str | Callable = "final_val_loss", checkpoint_every: int | None = None,
                    truncate: int | None = None, coordinates: str = "natural", space: Space | None = None,
                    log_scaled=None, solver_options: Mapping[str, Any] | None = None,
-                   chunk_size: int | None = None, devices=None) -> HypergradResult:
+                   chunk_size: int | None = None, devices=None, adjoint: str = "symmetric") -> HypergradResult:
     """Hypergradients at ``n`` configurations at once (vectorized with ``jax.vmap``).
 
     Args:
@@ -394,7 +405,7 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
     """
     mode = _resolve_mode(mode, wrt, checkpoint_every, 1)  # configurations, not tangents, are split over devices
     wrt, checkpoint_every, truncate, log_names = _check(spec, data, configs, wrt, mode, objective, checkpoint_every,
-                                                        truncate, coordinates, space, log_scaled)
+                                                        truncate, coordinates, space, log_scaled, adjoint)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
@@ -415,7 +426,7 @@ def hypergradients(spec: TrainSpec, data: TrainData, configs: Mapping[str, Any],
         raise ValueError(f"key: {key.shape[0]} keys for {n} configurations")
     devices = _devices(devices)[:n]
     kw = dict(wrt=wrt, mode=mode, objective=objective, checkpoint_every=checkpoint_every, truncate=truncate,
-              solver_options=tuple(sorted((solver_options or {}).items())),
+              solver_options=tuple(sorted((solver_options or {}).items())), adjoint=adjoint,
               chunk_size=None if chunk_size is None else int(chunk_size), shared_key=shared)
     if len(devices) > 1:
         n_pad = -(-n // len(devices)) * len(devices)

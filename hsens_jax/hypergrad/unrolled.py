@@ -10,16 +10,20 @@ validation objective ``Y(theta_T, lambda)`` (by default
 hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
 
 ``"reverse"``
-    ``jax.grad`` through the ``lax.scan``: one forward pass that stores the residuals
-    of every step, one backward pass (Maclaurin et al. 2015, Franceschi et al. 2017,
-    "reverse-mode hypergradient"). Time ~2-3 training runs, memory O(T).
+    ``jax.grad`` through the ``lax.scan``: one forward pass that stores what the
+    backward pass needs of every step, one backward pass (Maclaurin et al. 2015,
+    Franceschi et al. 2017, "reverse-mode hypergradient"). Time ~2.5-3 training runs,
+    memory O(T). By default (``adjoint="symmetric"``, :mod:`.adjoint`) a step's adjoint
+    is a Hessian-vector product, and a step stores only its inputs and its minibatch
+    gradient, not every intermediate of the network's passes.
 ``"checkpointed"``
     the same, with the loop cut into segments of ``s`` steps, each wrapped in
     ``jax.checkpoint``: only the state at segment boundaries is stored (T/s states) and
-    a segment's residuals are recomputed while its gradient is taken (s steps). With
-    the default ``s = ceil(sqrt(T B / R))`` (:func:`segment_for`: B bytes of loop state,
-    R bytes of residuals per step) memory is O(sqrt(T)), and as small as it gets, at the
-    price of one extra forward pass (Griewank and Walther 2000; Chen et al. 2016).
+    a segment's steps are run again while its gradient is taken (s steps). Memory
+    O(sqrt(T)) with the default segment (:func:`segment_for`: whole epochs, about a
+    third of the memory-optimal ``sqrt(T B / R)``, B bytes of loop state and R stored
+    per step), at the price of one extra forward pass (Griewank and Walther 2000; Chen
+    et al. 2016).
 ``"forward"``
     the tangents ``dtheta_t/dlambda_i`` (one per hyperparameter) are carried along with
     the state, so memory does not depend on T (Franceschi et al. 2017, "forward-mode";
@@ -56,6 +60,7 @@ Everything here is a pure function of ``(spec, data, hp, key)``; ``spec`` is sta
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -63,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hsens_jax.hypergrad.adjoint import ADJOINTS, symmetric_step
 from hsens_jax.train import (
     TrainData,
     TrainSpec,
@@ -101,26 +107,35 @@ class LoopState(NamedTuple):
     perm: jax.Array  # current epoch's permutation of the training set
 
 
+def _step_fn(adjoint: str):
+    if adjoint == "symmetric":
+        return symmetric_step
+    if adjoint == "autodiff":
+        return functools.partial(train_step, guard=False)
+    raise ValueError(f"adjoint={adjoint!r}: choose from {ADJOINTS}")
+
+
 def _scan_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, t0, n: int,
-                perm_ready: bool = False) -> LoopState:
+                perm_ready: bool = False, adjoint: str = "autodiff") -> LoopState:
     """Steps ``t0, ..., t0 + n - 1`` (``t0`` may be traced, ``n`` static); the step index is
     carried rather than scanned over, so no array of length ``n`` is allocated.
     ``perm_ready``: ``loop.perm`` already is the permutation of step ``t0``'s epoch (not
-    drawn again even if ``t0`` starts an epoch)."""
+    drawn again even if ``t0`` starts an epoch). ``adjoint``: see :func:`run_steps`."""
     first = jnp.asarray(t0, jnp.int32)
+    step_fn = _step_fn(adjoint)
 
     def body(carry, _):
         loop, t = carry
         redraw = (t != first) if perm_ready else True
         perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t, redraw=redraw)
-        state, _ = train_step(spec, data, hp, loop.state, idx, dropout_key, t, guard=False)
+        state, _ = step_fn(spec, data, hp, loop.state, idx, dropout_key, t)
         return (LoopState(state, perm), t + 1), None
 
     return jax.lax.scan(body, (loop, first), None, length=n)[0][0]
 
 
 def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start: int, stop: int,
-              checkpoint_every: int | None = None) -> LoopState:
+              checkpoint_every: int | None = None, adjoint: str = "autodiff") -> LoopState:
     """Run the engine's steps ``start, ..., stop - 1`` (Python ints) from ``loop``.
 
     Args:
@@ -134,20 +149,23 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
         checkpoint: it is stored with the boundary state rather than drawn again when the
         segment is recomputed (with segments of whole epochs, see :func:`segment_for`,
         recomputation then draws no permutation at all when ``s`` is one epoch).
+      adjoint: ``"autodiff"`` (the engine's step, differentiable in any mode) or
+        ``"symmetric"`` (:func:`hsens_jax.hypergrad.adjoint.symmetric_step`: the same
+        values, a cheaper reverse-mode derivative, no forward mode).
     Returns:
       the :class:`LoopState` after step ``stop - 1``.
     """
     n = stop - start
     if n <= 0:
         return loop
+    scan = functools.partial(_scan_steps, spec, data, adjoint=adjoint)
     if checkpoint_every is None or checkpoint_every >= n:
         if checkpoint_every is None:
-            return _scan_steps(spec, data, hp, keys, loop, start, n)
-        return jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start, n))(loop, hp)
+            return scan(hp, keys, loop, start, n)
+        return jax.checkpoint(lambda l, h: scan(h, keys, l, start, n))(loop, hp)
     s = int(checkpoint_every)
     n_seg, r = divmod(n, s)
-    segment = jax.checkpoint(lambda l, h, t0: _scan_steps(spec, data, h, keys, l, t0, s, perm_ready=True),
-                             prevent_cse=False)
+    segment = jax.checkpoint(lambda l, h, t0: scan(h, keys, l, t0, s, perm_ready=True), prevent_cse=False)
 
     def outer(l, t0):
         perm = batch_indices(spec, keys, l.perm, t0)[0]  # step t0's permutation, drawn once
@@ -156,7 +174,7 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
     starts = jnp.arange(n_seg, dtype=jnp.int32) * s + start
     loop, _ = jax.lax.scan(outer, loop, starts)
     if r:
-        loop = jax.checkpoint(lambda l, h: _scan_steps(spec, data, h, keys, l, start + n_seg * s, r))(loop, hp)
+        loop = jax.checkpoint(lambda l, h: scan(h, keys, l, start + n_seg * s, r))(loop, hp)
     return loop
 
 
@@ -177,40 +195,43 @@ def _nbytes(tree) -> int:
     return sum(math.prod(a.shape) * jnp.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
 
 
-def segment_for(spec: TrainSpec, data: TrainData, hp, key) -> int:
-    """Memory-optimal checkpoint segment for this problem (:func:`default_segment` with
-    ``B / R`` measured): ``B`` is the size of the loop state (parameters, optimizer state,
-    batch order), ``R`` the size of the residuals reverse mode keeps for one step, both read
-    off the traced program (``jax.eval_shape``; nothing is run).
+def segment_for(spec: TrainSpec, data: TrainData, hp, key, adjoint: str = "symmetric") -> int:
+    """Checkpoint segment for this problem: about a third of the memory-optimal one, in whole epochs.
 
-    When that optimum ``s*`` is at least half an epoch, the segment is instead the whole
-    number of epochs nearest ``s* / 2`` (at least one): segments then start at epoch
-    starts, whose permutations :func:`run_steps` draws once, in the forward sweep,
-    instead of again in the recomputation (drawing a permutation sorts the training set:
-    a large part of a short epoch's cost), and shorter residual blocks stay in cache.
-    Halving the segment costs at most ~25% more memory than the optimum
-    (``2.5 sqrt(T B R)`` instead of ``2 sqrt(T B R)``); memory stays O(sqrt T).
+    The memory optimum ``s*`` is :func:`default_segment` with ``B / R`` measured: ``B`` the
+    size of the loop state (parameters, optimizer state, batch order), ``R`` the size of
+    what reverse mode keeps for one step under ``adjoint`` (see :func:`run_steps`), both
+    read off the traced program (``jax.eval_shape``; nothing is run).
 
-    On the digits MLP with Adam (22 steps per epoch) ``B / R`` is about 0.2: segments of
-    5, 22 and 22 steps at T = 100, 1000, 10000 (optimum 5, 14, 44); at T = 10000 the
-    22-step segments took 17 MiB and 2.8 training runs, the optimal 44-step ones 12 MiB
-    and 3.0 (benchmarks/bench_hypergrad.py; measured before the training loop's divergence
-    guard got cheaper, which raised every ratio to a training run by 10-30%).
+    When ``s*`` is at least half an epoch, the segment is instead the whole number of
+    epochs nearest ``s* / 3`` (at least one). Segments then start at epoch starts, whose
+    permutations :func:`run_steps` draws once, in the forward sweep, instead of again in
+    the recomputation (drawing a permutation sorts the training set: a large part of a
+    short epoch's cost), and a segment's stored steps stay in cache during its backward
+    pass. The price is memory: at most ~2.4x the optimum ``2 sqrt(T B R)`` (with the
+    rounding to epochs), still O(sqrt T).
+
+    Measured on the digits MLP with Adam (22 steps per epoch, float32, T = 10000,
+    symmetric adjoint; 2-core CPU): segments of 11, 22, 44, 66 and 110 steps took 2.70,
+    2.61, 2.87, 3.10 and 3.15 training runs and 31, 16, 10, 8.6 and 8.9 MiB; this rule
+    picks 22 (``B / R`` = 0.63: ``s*`` = 80). Defaults there: 8, 22 and 22 steps at
+    T = 100, 1000 and 10000 (with ``adjoint="autodiff"``, ``B / R`` = 0.19: 5, 22, 22).
     """
     spec1 = spec
 
     def sizes(hp, key):
         carry = init_carry(spec1, data, hp, key)
         loop = LoopState(carry.state, carry.perm)
-        _, pullback = jax.vjp(lambda l, h: _scan_steps(spec1, data, h, carry.keys, l, 0, 1), loop, hp)
+        _, pullback = jax.vjp(lambda l, h: _scan_steps(spec1, data, h, carry.keys, l, 0, 1, adjoint=adjoint),
+                              loop, hp)
         return loop, pullback
 
     shape = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype)  # noqa: E731
     loop, pullback = jax.eval_shape(sizes, jax.tree.map(shape, hp), shape(key))
     s = default_segment(spec.n_steps, _nbytes(loop) / max(1, _nbytes(pullback)))
     spe = spec.steps_per_epoch
-    if 2 * s >= spe and spe < spec.n_steps:  # whole epochs, about half the optimum: <= ~25% more memory
-        s = min(spec.n_steps, spe * max(1, round(s / (2 * spe))))
+    if 2 * s >= spe and spe < spec.n_steps:  # whole epochs, about a third of the optimum
+        s = min(spec.n_steps, spe * max(1, round(s / (3 * spe))))
     return s
 
 
@@ -227,7 +248,7 @@ def _reinject(state: TrainState, hp) -> TrainState:
 
 
 def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: int | None = None,
-                truncate: int | None = None) -> TrainState:
+                truncate: int | None = None, adjoint: str = "autodiff") -> TrainState:
     """The engine's :class:`~hsens_jax.train.TrainState` after ``spec.n_steps`` steps.
 
     Args:
@@ -237,6 +258,7 @@ def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: 
         or None.
       truncate: None, or ``k``: derivatives flow only through the last ``k`` steps (the
         first ``T - k`` steps and the initialization see ``stop_gradient(hp)``).
+      adjoint: the differentiation rule of the differentiated steps (see :func:`run_steps`).
     Returns:
       the final training state (params, batch stats, optimizer state, divergence flags).
     """
@@ -249,7 +271,7 @@ def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: 
         loop = run_steps(spec, data, hp_init, carry.keys, loop, 0, cut)
         loop = jax.lax.stop_gradient(loop)
         loop = loop._replace(state=_reinject(loop.state, hp))
-    loop = run_steps(spec, data, hp, carry.keys, loop, cut, T, checkpoint_every)
+    loop = run_steps(spec, data, hp, carry.keys, loop, cut, T, checkpoint_every, adjoint)
     return loop.state
 
 
@@ -476,7 +498,7 @@ def objective_value(spec: TrainSpec, data: TrainData, hp, state: TrainState,
 
 
 def unrolled_objective(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, ...], *,
-                       objective="final_val_loss", checkpoint_every=None, truncate=None):
+                       objective="final_val_loss", checkpoint_every=None, truncate=None, adjoint="autodiff"):
     """``f(x) -> (Y, diverged)`` with ``x`` a dict of the ``wrt`` hyperparameters.
 
     The other entries of ``hp`` are held fixed. ``f`` is what :func:`unrolled_gradient`
@@ -485,7 +507,8 @@ def unrolled_objective(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str
 
     def f(x):
         h = {**hp, **x}
-        state = final_state(spec, data, h, key, checkpoint_every=checkpoint_every, truncate=truncate)
+        state = final_state(spec, data, h, key, checkpoint_every=checkpoint_every, truncate=truncate,
+                            adjoint=adjoint)
         return objective_value(spec, data, h, state, objective), state.diverged
 
     return f
@@ -493,7 +516,8 @@ def unrolled_objective(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str
 
 def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, ...], *,
                       mode: str = "checkpointed", objective="final_val_loss",
-                      checkpoint_every: int | None = None, truncate: int | None = None):
+                      checkpoint_every: int | None = None, truncate: int | None = None,
+                      adjoint: str = "symmetric"):
     """Hypergradient through the unrolled training run (pure; jit/vmap-able).
 
     Args:
@@ -505,6 +529,9 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
       checkpoint_every: segment length (``"checkpointed"``: default
         :func:`segment_for`, memory-optimal; ``"truncated"``: optional).
       truncate: number of final steps differentiated through (``"truncated"`` only).
+      adjoint: reverse modes' rule through a step: ``"symmetric"`` (default: Hessian-vector
+        products, :mod:`hsens_jax.hypergrad.adjoint`; the plain rule with batch norm) or
+        ``"autodiff"`` (JAX's transpose of the step). Same result to rounding.
     Returns:
       ``(value, grad, diverged)``: the objective, a dict ``name -> dY/dname`` (raw
       coordinates), and the engine's divergence flag.
@@ -514,13 +541,14 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
       Chen et al. 2016 (sqrt(T) checkpointing); Wu et al. 2018 (truncation bias).
     """
     x0 = {n: hp[n] for n in wrt}
+    _step_fn(adjoint)  # validates it
     if mode == "checkpointed":
-        checkpoint_every = checkpoint_every or segment_for(spec, data, hp, key)
+        checkpoint_every = checkpoint_every or segment_for(spec, data, hp, key, adjoint)
     elif mode in ("reverse", "forward"):
         checkpoint_every = None
     f = unrolled_objective(spec, data, hp, key, wrt, objective=objective,
                            checkpoint_every=checkpoint_every,
-                           truncate=truncate if mode == "truncated" else None)
+                           truncate=truncate if mode == "truncated" else None, adjoint=adjoint)
     if mode == "forward":
         value, grad, diverged = forward_gradient(spec, data, hp, key, wrt, objective=objective)
     elif mode in ("reverse", "checkpointed", "truncated"):
