@@ -164,7 +164,9 @@ def test_public_api_passes_the_adjoint_through(x64):
     data = runge_data()
     one = {a: hypergradient(RUNGE_SPEC, data, RUNGE_VALUES, key0(), ("learning_rate", "momentum"), mode="checkpointed",
                             coordinates="raw", adjoint=a).grad_raw for a in ("symmetric", "autodiff")}
-    many = hypergradients(RUNGE_SPEC, data, {"learning_rate": [0.2, 0.1]}, key0(), ("learning_rate",),
+    configs = {k: [v, v] for k, v in RUNGE_VALUES.items()}
+    configs["learning_rate"] = [RUNGE_VALUES["learning_rate"], 0.1]
+    many = hypergradients(RUNGE_SPEC, data, configs, key0(), ("learning_rate",),
                           mode="reverse", coordinates="raw", adjoint="autodiff").grad_raw["learning_rate"]
     for n in ("learning_rate", "momentum"):
         np.testing.assert_allclose(float(one["symmetric"][n]), float(one["autodiff"][n]), rtol=1e-9)
