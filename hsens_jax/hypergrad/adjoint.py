@@ -16,14 +16,20 @@ are the tangent of the gradient ``(theta, lambda) -> grad_(theta, lambda) L`` al
 ``(a_g, 0)``: one Hessian-vector product, forward-over-reverse (``jax.jvp`` of the gradient;
 Pearlmutter 1994). :func:`symmetric_step` is the engine's step with that adjoint
 (``jax.custom_vjp``): reverse mode stores per step only the step's inputs and the
-minibatch gradient (about 4/3 of the loop state, instead of about 5 loop states of
-residuals on the digits MLP with Adam) and recomputes the network's forward pass inside
-the Hessian-vector product.
+minibatch gradient, and recomputes the network's forward pass inside the Hessian-vector
+product. On the digits MLP with Adam that is 1.6 loop states per step instead of 5.3
+(sizes read off the traced program, as :func:`~hsens_jax.hypergrad.unrolled.segment_for`
+does).
 
-Measured on the digits MLP with Adam (2-core CPU, float32, ``benchmarks/bench_hypergrad.py``
-in the same process; ratios to one training run, fastest of the repeats): checkpointed
-mode 2.58 against 2.87 at T = 1000 and 2.78 against 2.96 at T = 10000; plain reverse mode
-2.5-2.9 against 3.5-4.7, with less than half the memory (T = 1000: 44 against 100 MiB).
+Measured on that problem (2-core CPU, float32, ``benchmarks/bench_hypergrad.py``: both
+rules in the same process; ratios to one training run at T = 100 / 1000 / 10000, fastest
+of the repeats, two runs):
+
+- checkpointed mode: 2.33 / 2.55 / 2.61 against 2.74 / 2.62 / 2.92 with autodiff, and
+  2.13 / 2.51 / 3.00 against 2.47 / 3.21 / 3.04;
+- plain reverse mode: 1.69 / 2.57 / 2.95 against 2.01 / 3.73 / 4.97, and 1.87 / 2.81 /
+  2.95 against 2.09 / 3.73 / 5.17; XLA's peak temporary memory 53 against 100 MiB at
+  T = 1000 and 527 against 995 MiB at T = 10000.
 
 The identity holds where ``L`` is twice differentiable in ``theta``: almost everywhere for
 networks with relu or max pooling (on the kinks both are autodiff's conventional

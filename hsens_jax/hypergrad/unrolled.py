@@ -31,7 +31,8 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     (``jax.linearize``: the primal step runs once) and its linear map applied to the h
     tangents one by one (with h = 1: one ``jvp`` of the whole run). Cost ``1 + c h``
     training runs, ``c`` the cost of one tangent relative to a training step: measured
-    0.3-0.6 at h = 1 and 0.5-0.8 at h = 2 on the digits MLP (benchmarks/bench_hypergrad.py);
+    0.13-0.54 at h = 1 and 0.41-0.95 at h = 2 on the digits MLP (T = 100..10000, two runs
+    of benchmarks/bench_hypergrad.py);
     batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``) measured
     ~1.25-1.3x slower on a CPU (batched small matrix products). Any directions, not only
     the coordinate axes: :func:`forward_directions`. Split over devices:
