@@ -50,25 +50,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from hsens_jax.hypergrad.leaves import merge_float, split_float
 from hsens_jax.train import TrainData, TrainSpec, TrainState, batch_loss, optimizer_update, train_step
 
 ADJOINTS = ("symmetric", "autodiff")
 """How reverse mode pulls adjoints back through a step: ``"symmetric"`` (Hessian-vector
 products, :func:`symmetric_step`) or ``"autodiff"`` (JAX's transpose of the step)."""
-
-
-def _split(tree):
-    """``tree``'s floating leaves, its other leaves, and what puts them back together."""
-    leaves, treedef = jax.tree.flatten(tree)
-    isf = tuple(bool(jnp.issubdtype(jnp.result_type(a), jnp.inexact)) for a in leaves)
-    return ([a for a, f in zip(leaves, isf) if f], [a for a, f in zip(leaves, isf) if not f],
-            (treedef, isf))
-
-
-def _merge(fl, other, meta):
-    treedef, isf = meta
-    fi, oi = iter(fl), iter(other)
-    return jax.tree.unflatten(treedef, [next(fi) if f else next(oi) for f in isf])
 
 
 def has_batch_stats(state: TrainState) -> bool:
@@ -89,24 +76,24 @@ def symmetric_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batc
         return train_step(spec, data, hp, state, batch_idx, dropout_key, t, guard=False)
     x = data.x_train[batch_idx]
     y = data.y_train[batch_idx]
-    fl_s, nf_s, meta_s = _split((state.params, state.opt_state))
-    fl_h, nf_h, meta_h = _split(hp)
+    fl_s, nf_s, meta_s = split_float((state.params, state.opt_state))
+    fl_h, nf_h, meta_h = split_float(hp)
     n_params = len(jax.tree.leaves(state.params))  # the params' leaves come first in fl_s
     stats = state.batch_stats
 
     def gradients(fs, fh, ns, nh, x, y, dk):
         """``(loss, grad wrt params (a pytree), grad wrt the float leaves of hp (a list))``."""
-        params, _ = _merge(fs, ns, meta_s)
+        params, _ = merge_float(fs, ns, meta_s)
 
         def loss(p, fh):
-            return batch_loss(spec, _merge(fh, nh, meta_h), p, stats, x, y, dk)[0]
+            return batch_loss(spec, merge_float(fh, nh, meta_h), p, stats, x, y, dk)[0]
 
         value, (gp, gh) = jax.value_and_grad(loss, argnums=(0, 1))(params, list(fh))
         return value, gp, gh
 
     def update(g, fs, fh, ns, nh, t):
-        params, opt_state = _merge(fs, ns, meta_s)
-        return _split(optimizer_update(spec, _merge(fh, nh, meta_h), params, opt_state, g, t))[:2]
+        params, opt_state = merge_float(fs, ns, meta_s)
+        return split_float(optimizer_update(spec, merge_float(fh, nh, meta_h), params, opt_state, g, t))[:2]
 
     def primal(fs, fh, ns, nh, x, y, dk, t):
         loss, g, gh = gradients(fs, fh, ns, nh, x, y, dk)
@@ -140,7 +127,7 @@ def symmetric_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batc
 
     step.defvjp(fwd, bwd)
     new_fs, new_ns, loss = step(fl_s, fl_h, nf_s, nf_h, x, y, dropout_key, t)
-    params, opt_state = _merge(new_fs, new_ns, meta_s)
+    params, opt_state = merge_float(new_fs, new_ns, meta_s)
     first = ~state.diverged & ~jnp.isfinite(loss)
     return TrainState(params, stats, opt_state, state.diverged | first,
                       jnp.where(first, jnp.asarray(t, jnp.int32), state.diverged_step)), loss

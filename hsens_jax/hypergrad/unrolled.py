@@ -70,6 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsens_jax.hypergrad.adjoint import ADJOINTS, symmetric_step
+from hsens_jax.hypergrad.leaves import merge_float, split_float
 from hsens_jax.train import (
     TrainData,
     TrainSpec,
@@ -276,20 +277,6 @@ def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: 
     return loop.state
 
 
-def _split_float(tree):
-    """``tree``'s floating leaves, its other leaves (ints, bools) and what puts them back."""
-    leaves, treedef = jax.tree.flatten(tree)
-    isf = tuple(bool(jnp.issubdtype(jnp.result_type(a), jnp.inexact)) for a in leaves)
-    return ([a for a, f in zip(leaves, isf) if f], [a for a, f in zip(leaves, isf) if not f],
-            (treedef, isf))
-
-
-def _merge_float(fl, other, meta):
-    treedef, isf = meta
-    fi, oi = iter(fl), iter(other)
-    return jax.tree.unflatten(treedef, [next(fi) if f else next(oi) for f in isf])
-
-
 def _interleave(on, a, off, b):
     """The list with ``a[k]`` at position ``on[k]`` and ``b[k]`` at position ``off[k]``."""
     out = [None] * (len(on) + len(off))
@@ -364,7 +351,7 @@ def forward_directions(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str
 
     def init(x):
         c = init_carry(spec, data, {**hp, **x}, key)
-        fl, other, box["meta"] = _split_float(LoopState(c.state, c.perm))
+        fl, other, box["meta"] = split_float(LoopState(c.state, c.perm))
         return fl, (other, c.keys)
 
     fl, lin, (other, keys) = jax.linearize(init, x0, has_aux=True)
@@ -372,10 +359,10 @@ def forward_directions(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str
     n_fl = len(fl)
 
     def step_fn(fl, x, other, t):
-        loop = _merge_float(fl, other, meta)
+        loop = merge_float(fl, other, meta)
         perm, idx, dropout_key = batch_indices(spec, keys, loop.perm, t)
         state, _ = train_step(spec, data, {**hp, **x}, loop.state, idx, dropout_key, t, guard=False)
-        new_fl, new_other, _ = _split_float(LoopState(state, perm))
+        new_fl, new_other, _ = split_float(LoopState(state, perm))
         return new_fl, new_other
 
     # leaves with a tangent: those the initialization makes depend on x, closed under a step
@@ -405,11 +392,11 @@ def forward_directions(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str
 
     carry = ([fl[i] for i in on], fo, other, tans, t0)
     (fa, fo, other, tans, _), _ = jax.lax.scan(body, carry, None, length=spec.n_steps)
-    state = _merge_float(_interleave(on, fa, off, fo), other, meta).state
+    state = merge_float(_interleave(on, fa, off, fo), other, meta).state
 
     def obj(fa, x):
         return objective_value(spec, data, {**hp, **x},
-                               _merge_float(_interleave(on, fa, off, fo), other, meta).state, objective)
+                               merge_float(_interleave(on, fa, off, fo), other, meta).state, objective)
 
     value, lin = jax.linearize(obj, fa, x0)
     return value, jnp.stack([lin(tn, e) for tn, e in zip(tans, basis)]), state.diverged
