@@ -12,6 +12,9 @@ others evolve but are never used. The price is one extra optimizer update per
 additional choice, small next to a forward and backward pass. With a single optimizer
 no selection happens at all.
 
+Adam and AdamW are :mod:`hsens_jax.adam`'s: optax's values and state, with a derivative
+rule that keeps forward-mode hypergradients fused (fewer kernels per step).
+
 Weight decay: ``adamw`` decays weights decoupled from the gradient (Loshchilov and
 Hutter 2019); every other optimizer adds ``weight_decay * params`` to the gradient
 (classical L2 regularization).
@@ -24,6 +27,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import optax
+
+from hsens_jax.adam import adam, adamw
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 """Names :func:`make_optimizer` understands."""
@@ -47,9 +52,9 @@ def _single(name: str, learning_rate, momentum, b1, b2, eps, weight_decay, rms_d
     if name == "nesterov":
         return optax.chain(l2, optax.sgd(learning_rate, momentum=momentum, nesterov=True))
     if name == "adam":
-        return optax.chain(l2, optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=_EPS_ROOT))
+        return optax.chain(l2, adam(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=_EPS_ROOT))
     if name == "adamw":
-        return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=_EPS_ROOT, weight_decay=weight_decay)
+        return adamw(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=_EPS_ROOT, weight_decay=weight_decay)
     if name == "rmsprop":
         return optax.chain(l2, optax.rmsprop(learning_rate, decay=rms_decay, eps=eps))
     raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
