@@ -26,12 +26,17 @@ Adjoints: reverse modes use ``adjoint="symmetric"`` (the default: a step's adjoi
 Hessian-vector product, :mod:`hsens_jax.hypergrad.adjoint`); the rows "autodiff adjoint"
 run JAX's own transpose of the step in the same process, for comparison.
 
+Adam's derivative: the engine's Adam is :mod:`hsens_jax.adam` (optax's values, its own
+derivative rule); the rows "optax's Adam derivative" trace the same program with
+``optax.adam`` in its place, in the same process, for comparison.
+
 Writes ``benchmarks/results/hypergrad_cpu.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -84,6 +89,28 @@ def machine() -> dict:
         "n_devices": len(jax.devices()),
         "dtype": "float32",
     }
+
+
+@contextlib.contextmanager
+def optax_adam_derivative():
+    """Trace with ``optax.adam`` / ``optax.adamw`` in place of :mod:`hsens_jax.adam`'s.
+
+    The tracing caches are cleared on entry and exit, so that neither the jitted inner
+    functions traced before nor those traced inside are reused by the other variant
+    (compiled programs already held stay valid).
+    """
+    import optax
+
+    import hsens_jax.optimizers as optimizers
+
+    saved = optimizers.adam, optimizers.adamw
+    jax.clear_caches()
+    optimizers.adam, optimizers.adamw = optax.adam, optax.adamw
+    try:
+        yield
+    finally:
+        optimizers.adam, optimizers.adamw = saved
+        jax.clear_caches()
 
 
 def compile_program(fn, args):
@@ -139,6 +166,12 @@ def bench_T(T, data, n_train, repeats):
         ("implicit (CG, 50 iterations max)", dict(mode="implicit", checkpoint_every=None, truncate=None,
                                                   solver_options=(("maxiter", 50), ("tol", 1e-6))),
          ("weight_decay",)),
+        (f"checkpointed (segment {seg}), optax's Adam derivative",
+         dict(mode="checkpointed", checkpoint_every=seg, truncate=None, optax_adam=True), WRT),
+        ("forward, optax's Adam derivative", dict(mode="forward", checkpoint_every=None, truncate=None,
+                                                  optax_adam=True), WRT),
+        ("forward (learning rate only), optax's Adam derivative",
+         dict(mode="forward", checkpoint_every=None, truncate=None, optax_adam=True), WRT[:1]),
     ]
     devices = tuple(jax.local_devices()[:h])
     if len(devices) > 1:  # the tangents split over the devices (hypergradient's default with several)
@@ -147,10 +180,12 @@ def bench_T(T, data, n_train, repeats):
     failed = []
     for name, kw, wrt in configs:
         kw = {"objective": "final_val_loss", "solver_options": (), **kw}
+        variant = optax_adam_derivative() if kw.pop("optax_adam", False) else contextlib.nullcontext()
         one = _one_sharded if "devices" in kw else _one
         fn = jax.jit(lambda hp, key, kw=kw, wrt=wrt, one=one: one(spec, data, hp, key, wrt=wrt, **kw))
         try:
-            compiled, c, m = compile_program(fn, (hp, key))
+            with variant:
+                compiled, c, m = compile_program(fn, (hp, key))
         except Exception as e:  # e.g. out of memory for plain reverse at long horizons
             failed.append(dict(mode=name, h=len(wrt), error=f"{type(e).__name__}: {e}"[:300]))
             continue
@@ -230,7 +265,9 @@ def main():
              "freeze, + one validation). Reverse modes use the symmetric adjoint by default (a step's adjoint is a "
              "Hessian-vector product; it stores the step's inputs and minibatch gradient); the \"autodiff adjoint\" rows "
              "use JAX's transpose of the step (it stores every intermediate). Checkpointed: the default segment "
-             "(`segment_for`: whole epochs, about a third of the memory-optimal segment). `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
+             "(`segment_for`: whole epochs, about a third of the memory-optimal segment). Adam is `hsens_jax.adam` (optax's "
+             "values with its own derivative rule); the \"optax's Adam derivative\" rows trace the same program with "
+             "`optax.adam`, in the same process. `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
              f"Devices: {info['n_devices']} JAX CPU devices (one per core, as the CLI makes). Every program runs on one "
              "device, except \"forward, tangents split over D devices\" (`hypergradient`'s default with several devices): "
              "each device trains the configuration and carries h / D of the tangents; its time is wall time, its temp "

@@ -17,19 +17,25 @@ are the tangent of the gradient ``(theta, lambda) -> grad_(theta, lambda) L`` al
 Pearlmutter 1994). :func:`symmetric_step` is the engine's step with that adjoint
 (``jax.custom_vjp``): reverse mode stores per step only the step's inputs and the
 minibatch gradient, and recomputes the network's forward pass inside the Hessian-vector
-product. On the digits MLP with Adam that is 1.6 loop states per step instead of 5.3
-(sizes read off the traced program, as :func:`~hsens_jax.hypergrad.unrolled.segment_for`
-does).
+product. On the digits MLP with Adam that is 1.6 loop states per step instead of 4.75
+(5.3 with JAX's derivative of optax's Adam in place of :mod:`hsens_jax.adam`'s rule;
+sizes read off the traced program, as
+:func:`~hsens_jax.hypergrad.unrolled.segment_for` does).
 
 Measured on that problem (2-core CPU, float32, ``benchmarks/bench_hypergrad.py``: both
 rules in the same process; ratios to one training run at T = 100 / 1000 / 10000, fastest
 of the repeats, two runs):
 
-- checkpointed mode: 2.33 / 2.55 / 2.61 against 2.74 / 2.62 / 2.92 with autodiff, and
-  2.13 / 2.51 / 3.00 against 2.47 / 3.21 / 3.04;
-- plain reverse mode: 1.69 / 2.57 / 2.95 against 2.01 / 3.73 / 4.97, and 1.87 / 2.81 /
-  2.95 against 2.09 / 3.73 / 5.17; XLA's peak temporary memory 53 against 100 MiB at
-  T = 1000 and 527 against 995 MiB at T = 10000.
+- checkpointed mode: 2.27 / 2.89 / 2.62 against 2.41 / 2.90 / 2.54 with autodiff, and
+  2.51 / 2.81 / 2.81 against 2.57 / 2.81 / 2.80: the same within the noise;
+- plain reverse mode: 1.69 / 3.00 / 2.90 against 1.91 / 3.58 / 3.26, and 1.88 / 2.96 /
+  3.04 against 2.03 / 3.33 / 3.47; XLA's peak temporary memory 53 against 81 MiB at
+  T = 1000 and 527 against 812 MiB at T = 10000.
+
+With optax's Adam derivative (before :mod:`hsens_jax.adam`), autodiff stored more and
+cost more: checkpointed 2.74 / 2.62 / 2.92 and 2.47 / 3.21 / 3.04, reverse 2.01 / 3.73 /
+4.97 and 2.09 / 3.73 / 5.17, 995 MiB at T = 10000 (two earlier runs), while the
+symmetric rule's numbers were those above to the noise.
 
 The identity holds where ``L`` is twice differentiable in ``theta``: almost everywhere for
 networks with relu or max pooling (on the kinks both are autodiff's conventional

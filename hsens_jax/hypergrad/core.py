@@ -12,8 +12,8 @@ on the digits MLP with Adam, h = 2, T = 100..10000, two runs of benchmarks/bench
 mode               time                    memory               exact?
 =================  ======================  ===================  =========================
 ``reverse``        ~1.7-3.0                O(T) states          yes
-``checkpointed``   ~2.1-3.0 (+1 forward)   O(sqrt T) states     yes
-``forward``        ~1 + (0.1..0.95) h/D    O(h/D) tangents      yes
+``checkpointed``   ~2.3-2.9 (+1 forward)   O(sqrt T) states     yes
+``forward``        ~1 + (0.1..0.85) h/D    O(h/D) tangents      yes
 ``truncated``      ~1 + 2k/T               O(k)                 no: short-horizon bias
 ``implicit``       1 + CG iterations       O(1)                 only at a stationary point
 =================  ======================  ===================  =========================
@@ -22,14 +22,15 @@ The default, ``"auto"``, is forward mode while each device carries at most three
 and checkpointed reverse mode beyond. With several devices (a CPU split into one device
 per core by :func:`hsens_jax.use_cpu_cores`, as the CLI does, or several accelerators),
 :func:`hypergradient` splits forward mode's tangents over them (each device trains the
-configuration and carries its share: h = 2 on two CPU cores measured 1.52-1.88 training
-runs instead of 1.82-2.89 on one device, two benchmark runs) and :func:`hypergradients` splits the configurations.
+configuration and carries its share: h = 2 on two CPU cores measured 1.49-1.65 training
+runs instead of 1.71-2.64 on one device, two benchmark runs) and :func:`hypergradients`
+splits the configurations.
 
 Reverse modes pull adjoints back through each step with Hessian-vector products
 (``adjoint="symmetric"``, :mod:`hsens_jax.hypergrad.adjoint`): checkpointed mode measured
-2.13-3.00 training runs against 2.47-3.21 with JAX's own transpose of the step
-(``adjoint="autodiff"``) in the same runs, and plain reverse mode 1.69-2.95 against
-2.01-5.17 with half the memory.
+2.27-2.89 training runs against 2.41-2.90 with JAX's own transpose of the step
+(``adjoint="autodiff"``) in the same runs, and plain reverse mode 1.69-3.04 against
+1.91-3.58 with 0.65x the memory (527 against 812 MiB at T = 10000).
 
 float32 and reverse modes: backwards through Adam steps whose gradients are tiny, the
 adjoint can grow exponentially (x8 per step measured on the digits MLP at lr = 2.9e-3,
@@ -266,8 +267,8 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
 AUTO_FORWARD_TANGENTS = 3
 """``mode="auto"`` picks forward mode while each device carries at most this many tangents
 (``ceil(h / D)``), checkpointed reverse mode beyond: forward costs ``1 + c ceil(h / D)``
-training runs (one device, T = 100..10000: c = 0.13-0.54 at h = 1 and 0.41-0.95 at h = 2
-measured, benchmarks/bench_hypergrad.py), checkpointed 2.1-3.0. At T = 1000 on one
+training runs (one device, T = 100..10000: c = 0.12-0.54 at h = 1 and 0.36-0.82 at h = 2
+measured, benchmarks/bench_hypergrad.py), checkpointed 2.3-2.9. At T = 1000 on one
 device, forward and checkpointed both took 2.89 training runs with h = 3 tangents, and
 3.52 against 3.29 with h = 4. Up to the crossover forward mode is preferred: its tangents
 do not overflow float32 (see the module docstring)."""

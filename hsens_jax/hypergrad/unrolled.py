@@ -31,7 +31,7 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
     (``jax.linearize``: the primal step runs once) and its linear map applied to the h
     tangents one by one (with h = 1: one ``jvp`` of the whole run). Cost ``1 + c h``
     training runs, ``c`` the cost of one tangent relative to a training step: measured
-    0.13-0.54 at h = 1 and 0.41-0.95 at h = 2 on the digits MLP (T = 100..10000, two runs
+    0.12-0.54 at h = 1 and 0.36-0.82 at h = 2 on the digits MLP (T = 100..10000, two runs
     of benchmarks/bench_hypergrad.py);
     batching the h tangents instead (``jax.jacfwd``'s ``vmap`` of ``jvp``) measured
     ~1.25-1.3x slower on a CPU (batched small matrix products). Any directions, not only
@@ -217,7 +217,7 @@ def segment_for(spec: TrainSpec, data: TrainData, hp, key, adjoint: str = "symme
     symmetric adjoint; 2-core CPU): segments of 11, 22, 44, 66 and 110 steps took 2.70,
     2.61, 2.87, 3.10 and 3.15 training runs and 31, 16, 10, 8.6 and 8.9 MiB; this rule
     picks 22 (``B / R`` = 0.63: ``s*`` = 80). Defaults there: 8, 22 and 22 steps at
-    T = 100, 1000 and 10000 (with ``adjoint="autodiff"``, ``B / R`` = 0.19: 5, 22, 22).
+    T = 100, 1000 and 10000 (with ``adjoint="autodiff"``, ``B / R`` = 0.21: 5, 22, 22).
     """
     spec1 = spec
 
