@@ -118,10 +118,12 @@ def _adam(learning_rate, b1, b2, eps, eps_root, weight_decay):
             c1 = _bias_correction(b1, count, m.dtype)
             c2 = _bias_correction(b2, count, v.dtype)
             # eps, eps_root, lr, weight_decay as given: the dtype promotions are optax's
-            return adam_step(m, v, c1, c2, eps, eps_root, learning_rate,
-                             p if decoupled else None, weight_decay if decoupled else None)
+            return adam_step(m, v, c1, c2, eps, eps_root, learning_rate, p, weight_decay if decoupled else None)
 
-        new = jax.tree.map(step, mu, nu, params if decoupled else mu)
+        if decoupled:
+            new = jax.tree.map(step, mu, nu, params)
+        else:
+            new = jax.tree.map(lambda m, v: step(m, v, None), mu, nu)
         return new, (optax.ScaleByAdamState(count=count, mu=mu, nu=nu),) + tuple(state[1:])
 
     return optax.GradientTransformation(init_fn, update_fn)
