@@ -39,6 +39,19 @@ SCALARS = ("final_val_loss", "final_val_accuracy", "best_val_loss", "best_val_ac
 PER_CONFIG = ("param_count", "flops_per_example", "group", "group_wall_time")
 CURVES = ("train_curve", "val_loss_curve", "val_accuracy_curve")
 
+DIRECTIONS = ("minimize", "maximize")
+
+BUILTIN_DIRECTIONS = {
+    "final_val_loss": "minimize", "best_val_loss": "minimize", "final_train_loss": "minimize",
+    "test_loss": "minimize", "final_val_accuracy": "maximize", "best_val_accuracy": "maximize",
+    "test_accuracy": "maximize", "param_count": "minimize", "flops_per_example": "minimize",
+    "group_wall_time": "minimize",
+}
+"""Directions of the metrics the engine records for its built-in losses and metrics. A run
+directory stores the direction of every objective it holds (``meta["directions"]``); this table
+only serves run directories written before directions were recorded. Nothing is inferred from
+a metric's name."""
+
 
 @dataclass
 class SweepResult:
@@ -101,12 +114,35 @@ class SweepResult:
             raise ImportError("to_dataframe needs pandas: pip install pandas") from e
         return pd.DataFrame.from_records(self.records())
 
-    def best(self, objective: str = "final_val_loss", k: int = 10, minimize: bool | None = None):
-        """Indices of the ``k`` best configurations by the seed-averaged ``objective``."""
-        if minimize is None:
-            minimize = "accuracy" not in objective
+    def direction(self, name: str) -> str:
+        """``"minimize"`` or ``"maximize"``: which way ``name`` improves.
+
+        Read from the run's recorded directions (``meta["directions"]``, written by the
+        engine from the model's metrics), else from :data:`BUILTIN_DIRECTIONS`.
+
+        Raises:
+          ValueError: ``name`` is not a metric of this result, or no direction is known for
+            it (pass one explicitly where the caller accepts ``direction=``).
+        """
+        if name not in self.metrics:
+            raise ValueError(f"unknown objective {name!r}; available: {sorted(self.metrics)}")
+        known = {**BUILTIN_DIRECTIONS, **dict(self.meta.get("directions") or {})}
+        if name not in known:
+            raise ValueError(
+                f"no direction is recorded for {name!r}: pass direction='minimize' or 'maximize'"
+            )
+        return known[name]
+
+    def best(self, objective: str = "final_val_loss", k: int = 10, direction: str | None = None):
+        """Indices of the ``k`` best configurations by the seed-averaged ``objective``.
+
+        ``direction`` (``"minimize"`` or ``"maximize"``) defaults to the objective's own
+        (:meth:`direction`). Configurations whose objective is NaN come last.
+        """
+        direction = check_direction(direction) if direction is not None else self.direction(objective)
         values = self.objective(objective)
-        order = np.argsort(np.where(np.isnan(values), np.inf, values if minimize else -values), kind="stable")
+        signed = values if direction == "minimize" else -values
+        order = np.argsort(np.where(np.isnan(values), np.inf, signed), kind="stable")
         return order[:k]
 
     def table(self, objective: str = "final_val_loss", k: int = 10) -> str:
@@ -135,6 +171,13 @@ class SweepResult:
         _atomic_savez(store.path / "configs.npz", self.configs)
         _atomic_savez(store.path / "results.npz", {**self.metrics, "seeds": self.seeds})
         _atomic_write(store.path / "results.csv", _to_csv(self.records()))
+
+
+def check_direction(direction) -> str:
+    """``direction`` itself if it is ``"minimize"`` or ``"maximize"``, else a ValueError naming it."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+    return direction
 
 
 def load_results(path: str | os.PathLike) -> SweepResult:

@@ -55,6 +55,26 @@ def test_objective_best_and_table():
         res.objective("val_loss_curve")
 
 
+def test_directions_come_from_the_record_not_the_name():
+    res = _result()
+    # a maximized metric whose name says nothing, and a minimized one named like a score
+    res.metrics["val_f1"] = np.array([[0.2, 0.2], [0.9, 0.9], [0.5, 0.5]])
+    res.metrics["accuracy_gap"] = np.array([[0.3, 0.3], [0.1, 0.1], [0.2, 0.2]])
+    res.meta["directions"] = {"val_f1": "maximize", "accuracy_gap": "minimize"}
+    assert res.direction("val_f1") == "maximize" and list(res.best("val_f1", 2)) == [1, 2]
+    assert res.direction("accuracy_gap") == "minimize" and list(res.best("accuracy_gap", 1)) == [1]
+    # a maximized metric selects what its negation selects when minimized
+    res.metrics["neg_f1"] = -res.metrics["val_f1"]
+    res.meta["directions"]["neg_f1"] = "minimize"
+    assert list(res.best("val_f1", 3)) == list(res.best("neg_f1", 3))
+    assert list(res.best("val_f1", 1, direction="minimize")) == [0]
+    res.metrics["mystery"] = np.ones((3, 2))
+    with pytest.raises(ValueError, match="no direction is recorded for 'mystery'"):
+        res.best("mystery")
+    with pytest.raises(ValueError, match="direction must be"):
+        res.best("val_f1", direction="up")
+
+
 def test_run_directory_errors_and_atomic_chunks(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a hsens_jax run directory"):
         load_results(tmp_path)
