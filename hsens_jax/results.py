@@ -295,9 +295,21 @@ def _update_hash(h, obj):
         h.update(json.dumps(obj, default=_json_default, sort_keys=True).encode())
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _user_mode(fd: int) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the mode ``open()`` would: 0666 less the umask."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp")
+    _user_mode(fd)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -306,6 +318,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp", suffix=".npz")
+    _user_mode(fd)
     with os.fdopen(fd, "wb") as f:
         np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
     os.replace(tmp, path)

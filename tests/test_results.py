@@ -94,3 +94,16 @@ def test_run_directory_errors_and_atomic_chunks(tmp_path):
         load_results(tmp_path)
     assert fingerprint({"a": np.arange(3)}) != fingerprint({"a": np.arange(4)})
     assert fingerprint([1, "x"]) == fingerprint([1, "x"])
+
+
+def test_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        _result().save(tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("results.csv", "results.npz", "configs.npz", "meta.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
