@@ -48,6 +48,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -264,6 +265,8 @@ def load_results(path: str | os.PathLike, partial: bool = False) -> SweepResult:
         read as 0 or False), a :class:`PartialResultsWarning` saying how many runs are
         missing, and ``meta["partial"] = {"computed_runs", "total_runs", "missing_runs"}``.
         Chunks that fail validation are skipped (not moved: a reader changes nothing).
+        A readable ``results.npz`` is loaded as usual (a finished sweep is not partial); a
+        damaged one is reported in a warning and the chunks are used instead.
 
     Raises:
       FileNotFoundError: ``path`` or its ``meta.json`` does not exist, or (``partial`` False)
@@ -437,6 +440,7 @@ class RunDirectory:
         self._cache: dict[str, dict[str, np.ndarray]] = {}
         self._provenance: dict[str, dict] = {}
         self._next_chunk = 1
+        self._mutex = threading.Lock()  # save_chunk may be called from a writer thread
 
     # ---- paths and state
 
@@ -685,8 +689,9 @@ class RunDirectory:
         for key, value in _default_provenance().items():
             prov.setdefault(key, value)
         prov_text = json.dumps(prov, default=_json_default, sort_keys=True)
-        name = f"{self._next_chunk:06d}-{secrets.token_hex(4)}"
-        self._next_chunk += 1
+        with self._mutex:
+            name = f"{self._next_chunk:06d}-{secrets.token_hex(4)}"
+            self._next_chunk += 1
         _atomic_savez(self.chunk_dir / f"{name}.npz", {
             **data, "run_ids": run_ids, "fingerprint": np.array(self._fingerprint), "provenance": np.array(prov_text),
         })
@@ -759,7 +764,8 @@ class RunDirectory:
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(holder).encode())
         self._lock_fd = fd
 
     def _remove_stale_temporaries(self) -> None:
