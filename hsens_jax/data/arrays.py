@@ -228,7 +228,7 @@ def _label_values(arg: str, arr: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{arg} has non-finite values (NaN or inf); class labels must be finite")
         if not np.all(arr == np.round(arr)):
-            bad = arr[arr != np.round(arr)][0]
+            bad = arr[arr != np.round(arr)][0].item()
             raise ValueError(
                 f"{arg} has non-integer values (e.g. {bad!r}) for classification: class labels must "
                 f"be whole numbers or strings (or pass task='regression')"

@@ -75,7 +75,7 @@ def fold_indices(
         if counts[smallest] < k:
             raise ValueError(
                 f"k={k} stratified folds need at least {k} rows of every class, but class "
-                f"{dataset.classes[smallest]!r} has {counts[smallest]} in the pool (use fewer folds, or "
+                f"{dataset.classes[smallest].item()!r} has {counts[smallest]} in the pool (use fewer folds, or "
                 f"stratify=False)"
             )
         splitter = StratifiedKFold(n_splits=int(k), shuffle=bool(shuffle), random_state=seed)
