@@ -203,7 +203,7 @@ def _read_csv(path: Path, target: str | None, delimiter: str) -> dict[str, np.nd
         for i in feature_cols:
             for r, cell in enumerate(cells[:, i]):
                 if not _is_number(cell):
-                    what = "is empty (a missing value)" if not cell.strip() else f"holds {cell!r}"
+                    what = "is empty (a missing value)" if not cell.strip() else f"holds {str(cell)!r}"
                     raise ValueError(
                         f"{path}: column {header[i]!r} is not numeric: data row {r + 1} {what}"
                     ) from None
