@@ -183,3 +183,16 @@ def test_same_split_as_the_builtin_loader():
     # unstratified: a plain seeded shuffle, class shares then only match on average
     free = Dataset.from_arrays((X / 16.0).reshape(-1, 8, 8, 1), y, seed=7, stratify=False)
     assert free.n_val == ref.n_val and not np.array_equal(free.y_val, ref.y_val)
+
+
+def test_readme_data_snippet_runs_as_written():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Data\n"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[: code.index("```")]
+    namespace = {}
+    exec(compile(code, "README.md (Data)", "exec"), namespace)
+    data = namespace["data"]
+    assert data.classes.tolist() == ["down", "up"] and len(namespace["folds"]) == 3
