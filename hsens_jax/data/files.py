@@ -157,6 +157,8 @@ def _read_npy_dir(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_csv(path: Path, target: str | None, delimiter: str) -> dict[str, np.ndarray]:
+    """Stream the rows once: features parsed row by row (float64), the target column kept as text."""
+    features, targets = [], []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter)
@@ -164,7 +166,8 @@ def _read_csv(path: Path, target: str | None, delimiter: str) -> dict[str, np.nd
             if header is None:
                 raise ValueError(f"{path}: empty file (expected a header row naming the columns)")
             header = [h.strip() for h in header]
-            rows = []
+            t = _target_index(path, header, target)
+            names = header[:t] + header[t + 1:]
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
@@ -172,11 +175,26 @@ def _read_csv(path: Path, target: str | None, delimiter: str) -> dict[str, np.nd
                     raise ValueError(
                         f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)}"
                     )
-                rows.append(row)
+                targets.append(row.pop(t))
+                try:
+                    features.append(np.array(row, dtype=np.float64))
+                except ValueError:
+                    bad = next(i for i, cell in enumerate(row) if not _is_number(cell))
+                    what = "is empty (a missing value)" if not row[bad].strip() else f"holds {row[bad]!r}"
+                    raise ValueError(
+                        f"{path}: column {names[bad]!r} is not numeric: data row {len(targets)} {what}"
+                    ) from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a UTF-8 text file ({e})") from None
     except csv.Error as e:
         raise ValueError(f"{path}: malformed CSV ({e})") from None
+    if not targets:
+        raise ValueError(f"{path}: no data rows after the header")
+    return {"x": np.stack(features), "y": _target_column(path, header[t], np.array(targets, dtype=str))}
+
+
+def _target_index(path: Path, header: list[str], target: str | None) -> int:
+    """The target's column index, after checking the header is one (named, distinct columns)."""
     if all(_is_number(h) for h in header):
         raise ValueError(f"{path}: the first line {header} looks like data; the file needs a header row naming the columns")
     if len(header) < 2:
@@ -188,27 +206,10 @@ def _read_csv(path: Path, target: str | None, delimiter: str) -> dict[str, np.nd
     if duplicated:
         raise ValueError(f"{path}: the header repeats column names {duplicated}")
     if target is None:
-        target = header[-1]
-    elif target not in header:
+        return len(header) - 1
+    if target not in header:
         raise ValueError(f"{path}: no column named {target!r} for the target; columns: {header}")
-    if not rows:
-        raise ValueError(f"{path}: no data rows after the header")
-    t = header.index(target)
-    feature_cols = [i for i in range(len(header)) if i != t]
-    cells = np.array(rows, dtype=str)
-    try:
-        x = cells[:, feature_cols].astype(np.float64)
-    except ValueError:
-        x = None
-        for i in feature_cols:
-            for r, cell in enumerate(cells[:, i]):
-                if not _is_number(cell):
-                    what = "is empty (a missing value)" if not cell.strip() else f"holds {str(cell)!r}"
-                    raise ValueError(
-                        f"{path}: column {header[i]!r} is not numeric: data row {r + 1} {what}"
-                    ) from None
-        raise
-    return {"x": x, "y": _target_column(path, target, cells[:, t])}
+    return header.index(target)
 
 
 def _is_number(cell: str) -> bool:
