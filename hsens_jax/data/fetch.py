@@ -199,13 +199,15 @@ def _receive(url: str, part: Path, offset: int, *, progress: bool, stream: IO[st
                     while block := f.read(1 << 20):
                         digest.update(block)
             bar = _ByteBar(part.name[: -len(".part")], total, offset, enabled=progress, stream=stream)
-            with open(part, mode) as out:
-                while block := response.read(1 << 16):
-                    out.write(block)
-                    digest.update(block)
-                    received += len(block)
-                    bar.update(len(block))
-            bar.close()
+            try:
+                with open(part, mode) as out:
+                    while block := response.read(1 << 16):
+                        out.write(block)
+                        digest.update(block)
+                        received += len(block)
+                        bar.update(len(block))
+            finally:
+                bar.close()
             if total is not None and offset + received < total:
                 raise http.client.IncompleteRead(b"", total - offset - received)
             return digest.hexdigest()
