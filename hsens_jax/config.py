@@ -9,6 +9,16 @@ the seeds and the output directory::
     val_fraction = 0.2
     # n_train = 1000         # subsample the training set
 
+    # or, instead of `name`, data of one's own (hsens_jax.data.load_file):
+    # path = "data.npz"      # .npz (keys x, y, optional x_val, y_val, x_test, y_test), a directory
+    #                        # of x.npy / y.npy (...), or a .csv / .tsv with a header row;
+    #                        # relative to this file's directory
+    # task = "classification"   # or "regression"; default: inferred from y (integers or strings:
+    #                           # classification, non-integral numbers: regression)
+    # target = "label"       # CSV: the target column (default: the last one)
+    # stratify = true        # stratified validation split (default: true for classification)
+    # seed = 0               # seed of the validation split
+
     [model]
     kind = "mlp"             # mlp | cnn
 
@@ -56,7 +66,8 @@ from typing import Any
 from hsens_jax.space import Space
 
 _SECTIONS = {
-    "data": {"name", "data_dir", "val_fraction", "n_train", "seed", "noise", "n", "n_nuclides"},
+    "data": {"name", "data_dir", "val_fraction", "n_train", "seed", "noise", "n", "n_nuclides",
+             "path", "task", "target", "stratify", "classes"},
     "model": {"kind"},
     "budget": {"epochs", "steps"},
     "design": {"kind", "n", "seed", "levels"},
@@ -99,8 +110,7 @@ class SweepConfig:
                 if extra:
                     raise err(f"unknown key(s) {sorted(extra)} in [{section}]; allowed: {sorted(allowed)}")
         data = dict(d.get("data", {}))
-        if "name" not in data:
-            raise err("[data] needs `name` (digits, mnist, fashion_mnist, cifar10, runge or bateman)")
+        _check_data_section(data, err)
         if "space" not in d or not d["space"]:
             raise err("[space] is empty: add at least one [space.NAME] table")
         try:
@@ -156,7 +166,37 @@ class SweepConfig:
         return self.space.sample(int(self.design["n"]), kind, seed=int(self.design.get("seed", 0)))
 
     def load_data(self):
-        from hsens_jax.data import load_dataset
+        """The [data] section's Dataset: ``load_dataset(name, ...)`` or ``load_file(path, ...)``
+        (a relative ``path`` is relative to the configuration file's directory)."""
+        from hsens_jax.data import load_dataset, load_file
 
-        kwargs = {k: v for k, v in self.data.items() if k != "name"}
-        return load_dataset(self.data["name"], **kwargs)
+        kwargs = {k: v for k, v in self.data.items() if k not in ("name", "path")}
+        try:
+            if "path" in self.data:
+                config_file = Path(self.source)
+                base = config_file.parent if config_file.is_file() else Path.cwd()
+                return load_file(base / Path(self.data["path"]).expanduser(), **kwargs)
+            return load_dataset(self.data["name"], **kwargs)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{self.source}: [data]: {e}") from None
+
+
+_DATA_ONLY_WITH = {
+    "path": ("task", "target", "stratify", "classes"),
+    "name": ("data_dir", "noise", "n", "n_nuclides"),
+}
+
+
+def _check_data_section(data: dict[str, Any], err) -> None:
+    """[data] names a data set (`name`) or a file of one's own (`path`), with the keys that apply."""
+    if ("name" in data) == ("path" in data):
+        raise err("[data] needs `name` (digits, mnist, fashion_mnist, cifar10, runge or bateman) or `path` "
+                  "(a .npz, .csv, .tsv or a directory of .npy files of your own)" if "name" not in data else
+                  "[data] has both `name` and `path`: give one")
+    if "path" in data and (not isinstance(data["path"], str) or not data["path"]):
+        raise err(f"[data] path must be a non-empty string, got {data['path']!r}")
+    kind = "path" if "path" in data else "name"
+    other = "name" if kind == "path" else "path"
+    misplaced = sorted(k for k in _DATA_ONLY_WITH[other] if k in data)
+    if misplaced:
+        raise err(f"[data] {misplaced} apply only with `{other}`, not with `{kind}`")

@@ -57,3 +57,72 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("[data\nname=")
     with pytest.raises(ValueError, match="not valid TOML"):
         SweepConfig.load(bad)
+
+
+def _data_config(tmp_path, data_lines):
+    f = tmp_path / "conf" / "c.toml"
+    f.parent.mkdir(exist_ok=True)
+    f.write_text(f"""
+[data]
+{data_lines}
+[budget]
+steps = 3
+[space.learning_rate]
+type = "float"
+low = 0.01
+high = 1.0
+""")
+    return f
+
+
+def test_data_path_npz_relative_to_the_config_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 4)), np.repeat(["no", "yes"], 20)
+    (tmp_path / "conf").mkdir()
+    np.savez(tmp_path / "conf" / "mine.npz", x=x, y=y)
+    cfg = SweepConfig.load(_data_config(tmp_path, 'path = "mine.npz"\nval_fraction = 0.25\nseed = 3'))
+    monkeypatch.chdir(tmp_path)  # the path is read relative to the configuration file, not the cwd
+    d = cfg.load_data()
+    assert d.name == "mine" and d.source == str(tmp_path / "conf" / "mine.npz")
+    assert d.task == "classification" and d.classes.tolist() == ["no", "yes"] and (d.n_train, d.n_val) == (30, 10)
+    from hsens_jax.data import Dataset
+
+    ref = Dataset.from_arrays(x, y, val_fraction=0.25, seed=3)
+    np.testing.assert_array_equal(d.x_val, ref.x_val)
+
+
+def test_data_path_csv_with_target_and_task(tmp_path):
+    rows = "\n".join(f"{i * 0.1},{i % 2}.0,{i % 3}" for i in range(30))
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "t.csv").write_text("a,label,b\n" + rows + "\n")
+    cfg = SweepConfig.load(_data_config(
+        tmp_path, 'path = "t.csv"\ntarget = "label"\ntask = "classification"\nstratify = false\nclasses = [1, 0]'))
+    d = cfg.load_data()
+    assert d.task == "classification" and d.classes.tolist() == [1, 0] and d.input_shape == (2,)
+    bad = SweepConfig.load(_data_config(tmp_path, 'path = "t.csv"\ntarget = "label"'))
+    with pytest.raises(ValueError, match=r"c.toml: \[data\]: .*t.csv: y is floating point but every value is a whole"):
+        bad.load_data()
+    missing = SweepConfig.load(_data_config(tmp_path, 'path = "nope.npz"'))
+    with pytest.raises(FileNotFoundError, match="data file not found: .*conf/nope.npz"):
+        missing.load_data()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"val_fraction": 0.2}, r"\[data\] needs `name` .* or `path`"),
+    ({"name": "digits", "path": "d.npz"}, r"\[data\] has both `name` and `path`: give one"),
+    ({"path": "d.npz", "noise": 0.1}, r"\[data\] \['noise'\] apply only with `name`, not with `path`"),
+    ({"name": "digits", "target": "y"}, r"\[data\] \['target'\] apply only with `path`, not with `name`"),
+    ({"path": 3}, r"\[data\] path must be a non-empty string, got 3"),
+    ({"path": "d.npz", "tsk": "regression"}, r"unknown key\(s\) \['tsk'\] in \[data\]"),
+])
+def test_bad_data_sections(data, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig.from_dict({**BASE, "data": data}, source="c.toml")
+
+
+def test_builtin_data_errors_name_the_config(tmp_path):
+    cfg = SweepConfig.from_dict({**BASE, "data": {"name": "digits", "val_fraction": 2.0}}, source="c.toml")
+    with pytest.raises(ValueError, match=r"c.toml: \[data\]: val_fraction must be in \[0, 1\)"):
+        cfg.load_data()
