@@ -8,6 +8,7 @@ conditional hyperparameter is inactive, including under a :class:`~hsens_jax.spa
     configs = design.sample(space, 256, kind="sobol", seed=0)
     configs = design.grid(space, levels={"learning_rate": 7})
     configs = design.make(space, "lhs", n=100, seed=3)      # one entry point for a [design] table
+    design.check(space, "grid", n=64)                        # ValueError naming n, before building
 
 * ``"random"``: i.i.d. uniform points of the unit cube (``numpy.random.default_rng(seed)``);
 * ``"sobol"``: scrambled Sobol' (best with n a power of two; SciPy warns otherwise);
@@ -30,7 +31,7 @@ import numpy as np
 from hsens_jax import encoding
 from hsens_jax.space import Bool, Categorical, Configs, Float, Hyperparameter, Space
 
-__all__ = ["KINDS", "SAMPLED_KINDS", "unit_sample", "sample", "grid", "make"]
+__all__ = ["KINDS", "SAMPLED_KINDS", "unit_sample", "sample", "grid", "check", "make"]
 
 SAMPLED_KINDS = ("random", "sobol", "halton", "lhs")
 """Designs of ``n`` points drawn in the unit cube."""
@@ -135,21 +136,9 @@ def _grid_values(p: Hyperparameter, levels: int) -> np.ndarray:
     return v
 
 
-def grid(space: Space, levels: int | Mapping[str, int] = DEFAULT_LEVELS) -> Configs:
-    """Full factorial grid of ``space``, respecting conditions.
+def _grid_levels(space: Space, levels: Any) -> dict[str, int]:
+    """``levels`` checked and expanded to ``{name: int}`` for every hyperparameter."""
 
-    Args:
-      space: the search space.
-      levels: int >= 2, or ``{name: int}`` naming Float/Int hyperparameters (the others get 5).
-        Categorical/Bool take all choices (naming one in ``levels`` is an error). Int takes all
-        its integers if there are at most ``levels``, else ``levels`` distinct integers evenly
-        spaced (log scale if log; rounded, nudged apart if rounding merges neighbours). Float
-        takes ``levels`` points evenly spaced (log scale if log), endpoints included.
-    Returns:
-      configs; a conditional hyperparameter only varies in the rows where it is active (NaN
-      elsewhere; a child of a :class:`~hsens_jax.space.Threshold` is active on the grid points of
-      its parent that pass), so no configuration appears twice.
-    """
     def bad(L: Any) -> bool:
         return isinstance(L, (bool, np.bool_)) or not isinstance(L, numbers.Integral) or L < 2
 
@@ -166,20 +155,37 @@ def grid(space: Space, levels: int | Mapping[str, int] = DEFAULT_LEVELS) -> Conf
         for name, L in levels.items():
             if bad(L):
                 raise ValueError(f"grid: levels for {name!r} must be an integer >= 2, got {L!r}")
-        lv = {name: levels.get(name, DEFAULT_LEVELS) for name in space.names}
-    else:
-        if bad(levels):
-            raise ValueError(
-                f"grid: levels must be an integer >= 2 or a mapping {{name: integer >= 2}}, got "
-                f"{levels!r}"
-            )
-        lv = {name: levels for name in space.names}
+        return {name: int(levels.get(name, DEFAULT_LEVELS)) for name in space.names}
+    if bad(levels):
+        raise ValueError(
+            f"grid: levels must be an integer >= 2 or a mapping {{name: integer >= 2}}, got "
+            f"{levels!r}"
+        )
+    return {name: int(levels) for name in space.names}
+
+
+def grid(space: Space, levels: int | Mapping[str, int] = DEFAULT_LEVELS) -> Configs:
+    """Full factorial grid of ``space``, respecting conditions.
+
+    Args:
+      space: the search space.
+      levels: int >= 2, or ``{name: int}`` naming Float/Int hyperparameters (the others get 5).
+        Categorical/Bool take all choices (naming one in ``levels`` is an error). Int takes all
+        its integers if there are at most ``levels``, else ``levels`` distinct integers evenly
+        spaced (log scale if log; rounded, nudged apart if rounding merges neighbours). Float
+        takes ``levels`` points evenly spaced (log scale if log), endpoints included.
+    Returns:
+      configs; a conditional hyperparameter only varies in the rows where it is active (NaN
+      elsewhere; a child of a :class:`~hsens_jax.space.Threshold` is active on the grid points of
+      its parent that pass), so no configuration appears twice.
+    """
+    lv = _grid_levels(space, levels)
     cols: dict[str, np.ndarray] = {}
     n = 1
     active: dict[str, np.ndarray] = {}
     for name in space.topological_order:  # parents first: children vary only where active
         p = space[name]
-        vals = _grid_values(p, int(lv[name]))
+        vals = _grid_values(p, lv[name])
         if p.condition is None:
             act = np.ones(n, dtype=bool)
         else:
@@ -198,6 +204,40 @@ def grid(space: Space, levels: int | Mapping[str, int] = DEFAULT_LEVELS) -> Conf
     return {name: cols[name] for name in space.names}
 
 
+def check(
+    space: Space,
+    kind: str,
+    *,
+    n: int | None = None,
+    levels: int | Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> None:
+    """Check the settings of a design without building it (ValueError naming the setting).
+
+    Arguments as in :func:`make`; for example, a configuration file is checked when it is read,
+    before anything trains.
+    """
+    kind = _check_kind(kind, KINDS, "design")
+    _check_seed(seed, "design")
+    if kind == "grid":
+        if n is not None:
+            raise ValueError(
+                f"design: kind='grid' builds the full factorial grid from `levels`, so n={n!r} "
+                "would be ignored; remove n (the grid's size follows from levels) or choose a "
+                f"sampled kind {list(SAMPLED_KINDS)}"
+            )
+        _grid_levels(space, DEFAULT_LEVELS if levels is None else levels)
+        return
+    if levels is not None:
+        raise ValueError(
+            f"design: levels is only used by kind='grid'; kind={kind!r} draws n points "
+            "(remove levels)"
+        )
+    if n is None:
+        raise ValueError(f"design: kind={kind!r} needs n, the number of configurations")
+    _check_n(n, "design")
+
+
 def make(
     space: Space,
     kind: str,
@@ -206,7 +246,7 @@ def make(
     levels: int | Mapping[str, int] | None = None,
     seed: int = 0,
 ) -> Configs:
-    """The design a ``[design]`` table describes, every setting checked.
+    """The design a ``[design]`` table describes, every setting checked (see :func:`check`).
 
     Args:
       space: the search space.
@@ -221,21 +261,7 @@ def make(
     Raises:
       ValueError naming the setting (``kind``, ``n``, ``levels``, ``seed``).
     """
-    kind = _check_kind(kind, KINDS, "design")
-    seed = _check_seed(seed, "design")
+    check(space, kind, n=n, levels=levels, seed=seed)
     if kind == "grid":
-        if n is not None:
-            raise ValueError(
-                f"design: kind='grid' builds the full factorial grid from `levels`, so n={n!r} "
-                "would be ignored; remove n (the grid's size follows from levels) or choose a "
-                f"sampled kind {list(SAMPLED_KINDS)}"
-            )
         return grid(space, DEFAULT_LEVELS if levels is None else levels)
-    if levels is not None:
-        raise ValueError(
-            f"design: levels is only used by kind='grid'; kind={kind!r} draws n points "
-            "(remove levels)"
-        )
-    if n is None:
-        raise ValueError(f"design: kind={kind!r} needs n, the number of configurations")
-    return sample(space, _check_n(n, "design"), kind, seed)
+    return sample(space, n, kind, seed)

@@ -230,6 +230,10 @@ class Threshold:
         """``"x2 > 0.5"``, ``"0.2 < x2 <= 0.8"``."""
         return _describe_bounds(self.to_dict(), parent)
 
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"Threshold({inner})"
+
 
 def _describe_bounds(bounds: Mapping[str, Any], parent: str) -> str:
     lo = "gt" if "gt" in bounds else "ge" if "ge" in bounds else None
@@ -292,7 +296,7 @@ def _normalize_condition(name: str, condition: Any) -> dict[str, tuple | Thresho
 
 
 def _describe_condition(condition: Mapping[str, tuple | Threshold]) -> str:
-    """``"optimizer in ['momentum'] and x2 > 0.5"``."""
+    """``"optimizer == 'momentum' and x2 > 0.5"``, ``"depth in [3, 4]"``."""
     parts = []
     for parent, spec in condition.items():
         if isinstance(spec, Threshold):
@@ -536,6 +540,13 @@ def _passes(test: np.ndarray | Threshold, values: np.ndarray) -> np.ndarray:
     if isinstance(test, Threshold):
         return test.holds(values)
     return np.isin(values, test)
+
+
+def _passes_value(test: np.ndarray | Threshold, value: float) -> bool:
+    """:func:`_passes` for one value."""
+    if isinstance(test, Threshold):
+        return bool(test.holds(value))
+    return bool(np.any(test == value))
 
 
 # ----------------------------------------------------------------------------- the space
@@ -983,9 +994,6 @@ class Space:
         """
         self.validated_columns(configs)
 
-    def _valid_columns(self, configs) -> tuple[dict[str, np.ndarray], int]:
-        return self.validated_columns(configs)
-
     def _condition_text(self, name: str) -> str:
         """Human-readable condition of ``name``: ``"optimizer == 'momentum' and x2 > 0.5"``."""
         condition = self[name].condition
@@ -1027,7 +1035,7 @@ class Space:
         Values are the choice for Categorical, ``bool`` for Bool, ``int`` for Int, ``float`` for
         Float. Inverse of :meth:`encode`.
         """
-        cols, n = self._valid_columns(configs)
+        cols, n = self.validated_columns(configs)
         decoded = {name: self.decode_column(name, cols[name]) for name in self.names}
         return [
             {name: decoded[name][i] for name in self.names if decoded[name][i] is not None}
@@ -1067,12 +1075,14 @@ class Space:
             unknown = [k for k in rec if k not in self._index]
             if unknown:
                 raise ValueError(f"encode: record {i} has unknown hyperparameter(s) {unknown}")
-            row = {name: col[i:i + 1] for name, col in cols.items()}  # views: filled below
-            act: dict[str, np.ndarray] = {}
+            act: dict[str, bool] = {}
             for name in self._order:
-                act[name] = self.active_given_parents(name, row, act)
+                act[name] = all(
+                    act[parent] and _passes_value(test, cols[parent][i])
+                    for parent, test in self._tests.get(name, ())
+                )
                 value = rec.get(name)
-                if act[name][0]:
+                if act[name]:
                     if value is None:
                         raise ValueError(
                             f"encode: record {i} lacks hyperparameter {name!r}, which is active"

@@ -336,6 +336,8 @@ def test_make_builds_each_kind():
 def test_make_rejects_malformed_settings(kwargs, match):
     kind = kwargs.pop("kind")
     with pytest.raises(ValueError, match=match):
+        design.check(opt_space(), kind, **kwargs)
+    with pytest.raises(ValueError, match=match):
         design.make(opt_space(), kind, **kwargs)
 
 

@@ -267,6 +267,27 @@ def test_from_dict_errors(d, match):
         Space.from_dict(d)
 
 
+def test_misspelt_key_in_a_toml_space_table_is_named(tmp_path):
+    """The user's path: a [space.NAME] table of a sweep configuration file."""
+    from hsens_jax.config import SweepConfig
+
+    f = tmp_path / "sweep.toml"
+    f.write_text(
+        '[data]\nname = "digits"\n[budget]\nsteps = 5\n'
+        '[space.learning_rate]\ntype = "float"\nlwo = 1e-4\nhigh = 1.0\nlog = true\n'
+    )
+    with pytest.raises(ValueError, match="sweep.toml.*'learning_rate'.*unknown key 'lwo' "
+                       "\\(did you mean 'low'\\?\\) for type 'float'; allowed keys"):
+        SweepConfig.load(f)
+    f.write_text(
+        '[data]\nname = "digits"\n[budget]\nsteps = 5\n'
+        '[space.act]\ntype = "categorical"\nchoice = ["relu", "tanh"]\n'
+    )
+    with pytest.raises(ValueError, match="sweep.toml.*'act'.*unknown key 'choice' "
+                       "\\(did you mean 'choices'\\?\\)"):
+        SweepConfig.load(f)
+
+
 # ----------------------------------------------------------------------------- configs
 
 
@@ -645,6 +666,7 @@ def test_threshold_validate_errors(column, values, match):
 
 
 def test_threshold_dict_round_trip_json_and_toml():
+    import pickle
     import tomllib
 
     s = threshold_space()
@@ -696,6 +718,7 @@ high = 1.0
 condition = { flag = [true] }
 """
     assert Space.from_dict(tomllib.loads(toml)) == s
+    assert pickle.loads(pickle.dumps(s)) == s
     bad = tomllib.loads(toml.replace("x2 = { gt = 0.5 }", "x2 = { gte = 0.5 }"))
     with pytest.raises(ValueError, match="'x3': condition on 'x2': unknown comparison 'gte'"):
         Space.from_dict(bad)
