@@ -27,6 +27,7 @@ from hsens_jax.objective import sweep_objective
 from hsens_jax.optimizers import make_optimizer
 from hsens_jax.results import RunDirectory, SweepResult, load_results
 from hsens_jax.space import Bool, Categorical, Float, Int, Space
+from hsens_jax import design, encoding
 from hsens_jax.sweep import run_sweep
 from hsens_jax.train import TrainSpec, hp_from_values, prepare_data
 

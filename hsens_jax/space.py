@@ -1,8 +1,10 @@
-"""Search spaces, designs and encodings: the first stage of ``space -> design -> sweep``.
+"""Search spaces: the first stage of ``space -> design -> sweep``.
 
 A :class:`Space` is an ordered list of hyperparameters (:class:`Float`, :class:`Int`,
 :class:`Categorical`, :class:`Bool`), possibly *conditional*: ``momentum`` may exist only when
-``optimizer == "momentum"``.
+``optimizer == "momentum"``, and ``x3`` only where ``x2 > 0.5`` (a :class:`Threshold` on a numeric
+parent).  The space describes, checks and converts; the designs drawn from it live in
+:mod:`hsens_jax.design` and its encodings for analysis in :mod:`hsens_jax.encoding`.
 
 The configs format (what everything downstream vmaps over)
 ----------------------------------------------------------
@@ -22,27 +24,31 @@ convention for categoricals (integer codes, missing = NaN). :meth:`Space.validat
 :meth:`Space.active` returns the boolean activity masks, and :meth:`Space.decode` turns rows back into
 python dicts that simply omit inactive hyperparameters.
 
-Designs (:meth:`Space.sample`, :meth:`Space.grid`) and encodings (:meth:`Space.to_unit`,
-:meth:`Space.from_unit`, :meth:`Space.one_hot`, :meth:`Space.normalize`) all go through this format.
+Conditions
+----------
+``condition`` maps parent names to what the parent must be; a hyperparameter is active in a row
+iff every parent is active there and passes its test:
 
-Unit-cube convention
---------------------
-Each hyperparameter owns one coordinate ``u`` in [0, 1] (conditional ones too; their coordinate is
-ignored where inactive).  ``Float``: ``low + u (high - low)`` (log: the same on the log scale).
-``Int`` with ``k = high - low + 1`` values: ``u`` falls into one of ``k`` bins, equal on the linear
-scale, or (log) equal on the log scale of ``[low, high + 1)`` so that ``floor`` of the log-uniform
-value is the integer.  ``Categorical``/``Bool`` with ``k`` choices: ``floor(u k)`` clipped to ``k-1``.
+* equality on a discrete parent (Int, Bool, Categorical): a value or a list of values,
+  ``{"optimizer": "momentum"}``, ``{"depth": [3, 4]}``;
+* a comparison on a numeric parent (Float or Int), a :class:`Threshold`: in Python
+  ``{"x2": {"gt": 0.5}}`` (also ``{"x2": {">": 0.5}}``, ``{"x2": (">", 0.5)}`` or
+  ``{"x2": Threshold(gt=0.5)}``), a range with one lower and one upper bound
+  ``{"x2": {"gt": 0.2, "le": 0.8}}``; in TOML ``condition = { x2 = { gt = 0.5 } }``.
+
+Several parents combine with *and*: ``{"x2": {"gt": 0.5}, "optimizer": ["adam"]}``.
 
 References
 ----------
 P. Novello, G. Poette, D. Lugato, P. M. Congedo, "Goal-oriented sensitivity analysis of
-hyperparameters in deep learning", Journal of Scientific Computing 94, 45 (2023) -- the
-normalization of mixed discrete/continuous hyperparameters for kernel (HSIC) methods.
+hyperparameters in deep learning", Journal of Scientific Computing 94, 45 (2023): section 4.3
+analyses a hyperparameter on the rows where another exceeds a threshold.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -55,6 +61,7 @@ __all__ = [
     "Int",
     "Categorical",
     "Bool",
+    "Threshold",
     "Space",
     "Hyperparameter",
     "UnknownHyperparameterError",
@@ -62,7 +69,8 @@ __all__ = [
 
 Configs = dict[str, np.ndarray]
 
-_DESIGNS = ("random", "sobol", "halton", "lhs")
+# integers above this are not exact in the float64 configs
+_MAX_EXACT_INT = 2**53
 
 
 class UnknownHyperparameterError(KeyError, ValueError):
@@ -101,32 +109,203 @@ def _same_value(a: Any, b: Any) -> bool:
     return False
 
 
-def _normalize_condition(name: str, condition: Any) -> dict[str, tuple] | None:
+def _did_you_mean(word: Any, options: Sequence[str]) -> str:
+    """`` (did you mean 'low'?)`` when ``word`` is close to one of ``options``, else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ----------------------------------------------------------------------------- thresholds
+
+_COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_SYMBOLS = {symbol: key for key, symbol in _COMPARISONS.items()}
+_COMMON_SPELLINGS = {"gte": "ge", "geq": "ge", "lte": "le", "leq": "le", "=>": "ge", "=<": "le"}
+
+
+def _threshold_problem(bounds: Mapping[str, Any]) -> tuple[type, str] | None:
+    """What is wrong with ``{"gt": ..., "le": ...}`` (exception type, message), or None."""
+    for key, v in bounds.items():
+        if not _is_number(v):
+            return TypeError, f"{key}={v!r} must be a real number"
+        if not math.isfinite(float(v)):
+            return ValueError, f"{key}={v!r} is not finite"
+    if not bounds:
+        return ValueError, "give at least one of gt, ge, lt, le"
+    if "gt" in bounds and "ge" in bounds:
+        return ValueError, "give gt or ge, not both (one lower bound)"
+    if "lt" in bounds and "le" in bounds:
+        return ValueError, "give lt or le, not both (one upper bound)"
+    lower = bounds.get("gt", bounds.get("ge"))
+    upper = bounds.get("lt", bounds.get("le"))
+    if lower is not None and upper is not None:
+        strict = "gt" in bounds or "lt" in bounds
+        if float(lower) > float(upper) or (float(lower) == float(upper) and strict):
+            return ValueError, f"{_describe_bounds(bounds, 'x')} holds for no value"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """A condition on a numeric (Float or Int) parent: passes where the parent's value satisfies
+    every comparison given.
+
+    ``Threshold(gt=0.5)`` is ``parent > 0.5``; ``Threshold(gt=0.2, le=0.8)`` is
+    ``0.2 < parent <= 0.8``.  In a condition, ``{"x2": Threshold(gt=0.5)}``,
+    ``{"x2": {"gt": 0.5}}``, ``{"x2": {">": 0.5}}`` and ``{"x2": (">", 0.5)}`` are the same;
+    TOML: ``condition = { x2 = { gt = 0.5 } }``.
+
+    Args (keyword-only, at least one; at most one of ``gt``/``ge`` and one of ``lt``/``le``):
+      gt, ge: lower bound, strict (``>``) or not (``>=``).
+      lt, le: upper bound, strict (``<``) or not (``<=``).
+    Values are finite reals in the parent's own units (a log-scale Float is compared by value,
+    not by its logarithm).  A space also checks that each value lies within the parent's bounds
+    and that some value of the parent passes.
+    """
+
+    gt: float | None = dataclasses.field(default=None, kw_only=True)
+    ge: float | None = dataclasses.field(default=None, kw_only=True)
+    lt: float | None = dataclasses.field(default=None, kw_only=True)
+    le: float | None = dataclasses.field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        bounds = {}
+        for key in _COMPARISONS:
+            v = _to_python(getattr(self, key))
+            object.__setattr__(self, key, v)
+            if v is not None:
+                bounds[key] = v
+        problem = _threshold_problem(bounds)
+        if problem is not None:
+            raise problem[0](f"Threshold: {problem[1]}")
+
+    @classmethod
+    def from_mapping(cls, bounds: Mapping[Any, Any]) -> "Threshold":
+        """From ``{"gt": 0.5}`` or ``{">": 0.5}`` (keys ``gt ge lt le`` or ``> >= < <=``)."""
+        kwargs: dict[str, Any] = {}
+        for op, v in bounds.items():
+            key = _SYMBOLS.get(op, op) if isinstance(op, str) else op
+            if key not in _COMPARISONS:
+                hint = _did_you_mean(_COMMON_SPELLINGS.get(op, op), list(_COMPARISONS))
+                if op in ("eq", "==", "in"):
+                    hint = " (for equality, list the allowed values instead of a table)"
+                raise ValueError(
+                    f"unknown comparison {op!r}{hint}; use gt, ge, lt, le (or >, >=, <, <=)"
+                )
+            if key in kwargs:
+                raise ValueError(f"comparison {key!r} given twice")
+            kwargs[key] = v
+        return cls(**kwargs)
+
+    @property
+    def lower(self) -> float | None:
+        """The lower bound (``gt`` or ``ge``), or None."""
+        return self.gt if self.gt is not None else self.ge
+
+    @property
+    def upper(self) -> float | None:
+        """The upper bound (``lt`` or ``le``), or None."""
+        return self.lt if self.lt is not None else self.le
+
+    def holds(self, values: Any) -> np.ndarray:
+        """Boolean mask of the values passing every comparison (False for NaN)."""
+        v = np.asarray(values, dtype=np.float64)
+        mask = np.ones(v.shape, dtype=bool)
+        if self.gt is not None:
+            mask &= v > self.gt
+        if self.ge is not None:
+            mask &= v >= self.ge
+        if self.lt is not None:
+            mask &= v < self.lt
+        if self.le is not None:
+            mask &= v <= self.le
+        return mask
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"gt": 0.5}``-style mapping, the form :meth:`from_mapping` and TOML files take."""
+        return {k: getattr(self, k) for k in _COMPARISONS if getattr(self, k) is not None}
+
+    def describe(self, parent: str) -> str:
+        """``"x2 > 0.5"``, ``"0.2 < x2 <= 0.8"``."""
+        return _describe_bounds(self.to_dict(), parent)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"Threshold({inner})"
+
+
+def _describe_bounds(bounds: Mapping[str, Any], parent: str) -> str:
+    lo = "gt" if "gt" in bounds else "ge" if "ge" in bounds else None
+    hi = "lt" if "lt" in bounds else "le" if "le" in bounds else None
+    if lo and hi:
+        lo_symbol = "<" if lo == "gt" else "<="
+        return f"{bounds[lo]} {lo_symbol} {parent} {_COMPARISONS[hi]} {bounds[hi]}"
+    key = lo or hi
+    return f"{parent} {_COMPARISONS[key]} {bounds[key]}"
+
+
+def _is_comparison_tuple(spec: Any) -> bool:
+    return (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and spec[0] in _SYMBOLS
+        and _is_number(_to_python(spec[1]))
+    )
+
+
+def _normalize_condition(name: str, condition: Any) -> dict[str, tuple | Threshold] | None:
     if condition is None:
         return None
     if not isinstance(condition, Mapping):
         raise TypeError(
             f"hyperparameter {name!r}: condition must be None or a mapping "
-            f"{{parent_name: value_or_list_of_values}}, got {type(condition).__name__}"
+            f"{{parent_name: value_or_list_of_values_or_comparison}}, got {type(condition).__name__}"
         )
     if len(condition) == 0:
         raise ValueError(f"hyperparameter {name!r}: condition is an empty mapping; use None")
-    out: dict[str, tuple] = {}
-    for parent, values in condition.items():
+    out: dict[str, tuple | Threshold] = {}
+    for parent, spec in condition.items():
         if not isinstance(parent, str):
             raise TypeError(
                 f"hyperparameter {name!r}: condition keys must be parent names (str), got {parent!r}"
             )
-        if isinstance(values, (list, tuple, set, frozenset, np.ndarray)):
-            vals = tuple(_to_python(v) for v in values)
+        if isinstance(spec, (Threshold, Mapping)) or _is_comparison_tuple(spec):
+            try:
+                if isinstance(spec, Threshold):
+                    out[parent] = spec
+                elif isinstance(spec, Mapping):
+                    out[parent] = Threshold.from_mapping(spec)
+                else:
+                    out[parent] = Threshold(**{_SYMBOLS[spec[0]]: spec[1]})
+            except (TypeError, ValueError) as e:
+                msg = str(e).removeprefix("Threshold: ")
+                raise type(e)(f"hyperparameter {name!r}: condition on {parent!r}: {msg}") from None
+            continue
+        if isinstance(spec, (list, tuple, set, frozenset, np.ndarray)):
+            vals = tuple(_to_python(v) for v in spec)
         else:
-            vals = (_to_python(values),)
+            vals = (_to_python(spec),)
         if len(vals) == 0:
             raise ValueError(
                 f"hyperparameter {name!r}: condition on {parent!r} lists no values"
             )
         out[parent] = vals
     return out
+
+
+def _describe_condition(condition: Mapping[str, tuple | Threshold]) -> str:
+    """``"optimizer == 'momentum' and x2 > 0.5"``, ``"depth in [3, 4]"``."""
+    parts = []
+    for parent, spec in condition.items():
+        if isinstance(spec, Threshold):
+            parts.append(spec.describe(parent))
+        elif len(spec) == 1:
+            parts.append(f"{parent} == {spec[0]!r}")
+        else:
+            parts.append(f"{parent} in {list(spec)}")
+    return " and ".join(parts)
 
 
 def _check_name(name: Any) -> None:
@@ -154,15 +333,17 @@ class Float:
       name: unique name within the space.
       low, high: finite bounds, ``low < high`` (both ``> 0`` when ``log``).
       log: if True the natural scale is logarithmic: designs are uniform in ``log(value)``.
-      condition: None, or ``{parent: value_or_values}``; active iff every parent is active and
-        takes one of the listed values (parents must be Int, Bool or Categorical).
+      condition: None, or ``{parent: test}``; active iff every parent is active and passes its
+        test: a value or list of values of a discrete (Int, Bool, Categorical) parent, or a
+        comparison on a numeric (Float, Int) parent such as ``{"gt": 0.5}`` (see
+        :class:`Threshold` and the module docstring).
     """
 
     name: str
     low: float
     high: float
     log: bool = dataclasses.field(default=False, kw_only=True)
-    condition: dict[str, tuple] | None = dataclasses.field(default=None, kw_only=True, hash=False)
+    condition: dict[str, tuple | Threshold] | None = dataclasses.field(default=None, kw_only=True, hash=False)
 
     kind = "float"
 
@@ -172,6 +353,11 @@ class Float:
         high = _finite_bound(self.name, "high", self.high)
         if low >= high:
             raise ValueError(f"hyperparameter {self.name!r}: low={low} must be < high={high}")
+        if not math.isfinite(high - low):
+            raise ValueError(
+                f"hyperparameter {self.name!r}: the range high - low = {high} - ({low}) overflows "
+                "float64"
+            )
         if not _is_bool(self.log):
             raise TypeError(f"hyperparameter {self.name!r}: log must be a bool, got {self.log!r}")
         if self.log and low <= 0:
@@ -204,7 +390,7 @@ class Int:
     low: int
     high: int
     log: bool = dataclasses.field(default=False, kw_only=True)
-    condition: dict[str, tuple] | None = dataclasses.field(default=None, kw_only=True, hash=False)
+    condition: dict[str, tuple | Threshold] | None = dataclasses.field(default=None, kw_only=True, hash=False)
 
     kind = "int"
 
@@ -216,6 +402,11 @@ class Int:
             if v != math.floor(v):
                 raise ValueError(
                     f"hyperparameter {self.name!r}: {which}={v} must be an integer for Int"
+                )
+            if abs(v) > _MAX_EXACT_INT:
+                raise ValueError(
+                    f"hyperparameter {self.name!r}: {which}={self.low if which == 'low' else self.high!r} "
+                    "is beyond 2**53, where configs (float64) no longer hold every integer exactly"
                 )
         if low >= high:
             raise ValueError(
@@ -249,7 +440,7 @@ class Categorical:
 
     name: str
     choices: tuple
-    condition: dict[str, tuple] | None = dataclasses.field(default=None, kw_only=True, hash=False)
+    condition: dict[str, tuple | Threshold] | None = dataclasses.field(default=None, kw_only=True, hash=False)
 
     kind = "categorical"
 
@@ -306,7 +497,7 @@ class Bool:
     """
 
     name: str
-    condition: dict[str, tuple] | None = dataclasses.field(default=None, kw_only=True, hash=False)
+    condition: dict[str, tuple | Threshold] | None = dataclasses.field(default=None, kw_only=True, hash=False)
 
     kind = "bool"
 
@@ -335,20 +526,49 @@ class Bool:
 Hyperparameter = Float | Int | Categorical | Bool
 _HP_TYPES = (Float, Int, Categorical, Bool)
 
+# keys of each hyperparameter's table in Space.from_dict / to_dict
+_SPEC_KEYS = {
+    "float": ("type", "low", "high", "log", "condition"),
+    "int": ("type", "low", "high", "log", "condition"),
+    "categorical": ("type", "choices", "condition"),
+    "bool": ("type", "condition"),
+}
+
+
+def _passes(test: np.ndarray | Threshold, values: np.ndarray) -> np.ndarray:
+    """A parent's test on its column: membership of the allowed codes, or a comparison."""
+    if isinstance(test, Threshold):
+        return test.holds(values)
+    return np.isin(values, test)
+
+
+def _passes_value(test: np.ndarray | Threshold, value: float) -> bool:
+    """:func:`_passes` for one value."""
+    if isinstance(test, Threshold):
+        return bool(test.holds(value))
+    return bool(np.any(test == value))
+
 
 # ----------------------------------------------------------------------------- the space
 
 
 class Space:
-    """An ordered, possibly conditional, search space.
+    """An ordered, possibly conditional, search space: what the hyperparameters are, when each is
+    active, which configurations are valid, and conversions between records and configs.
 
     Args:
       params: sequence of :class:`Float`, :class:`Int`, :class:`Categorical`, :class:`Bool`, with
-        unique names. Conditions may only name parents in the space that are Int, Bool or
-        Categorical, with values among the parent's values, and must not form a cycle.
+        unique names. A condition names parents in the space: a list of values for an Int, Bool or
+        Categorical parent (values among the parent's values), a :class:`Threshold` for a Float or
+        Int parent (values within the parent's bounds, passed by some value of the parent).
+        Conditions must not form a cycle.
 
     ``space.names``, ``len(space)``, ``space[name]``, ``iter(space)``, ``name in space`` and
     ``space.index(name)`` behave as for an ordered mapping of names to hyperparameters.
+
+    Designs and encodings are functions of the space in :mod:`hsens_jax.design` and
+    :mod:`hsens_jax.encoding`; the methods :meth:`sample`, :meth:`grid`, :meth:`to_unit`,
+    :meth:`from_unit`, :meth:`one_hot` and :meth:`normalize` are conveniences that call them.
     """
 
     def __init__(self, params: Sequence[Hyperparameter]):
@@ -372,23 +592,26 @@ class Space:
             seen.add(p.name)
         self._params = params
         self._index = {p.name: i for i, p in enumerate(params)}
-        # condition values, encoded as configs codes: {child: {parent: np.array(codes)}}
-        self._cond_codes: dict[str, dict[str, np.ndarray]] = {}
+        # each child's parents with their test: the allowed codes (np.ndarray) or a Threshold
+        self._tests: dict[str, tuple[tuple[str, np.ndarray | Threshold], ...]] = {}
         for p in params:
             if p.condition is None:
                 continue
-            codes = {}
-            for parent_name, values in p.condition.items():
+            tests = []
+            for parent_name, spec in p.condition.items():
                 if parent_name not in self._index:
                     raise ValueError(
                         f"hyperparameter {p.name!r}: condition on unknown parent {parent_name!r} "
                         f"(known: {list(self._index)})"
                     )
                 parent = params[self._index[parent_name]]
-                codes[parent_name] = np.array(
-                    [self._condition_code(p.name, parent, v) for v in values], dtype=np.float64
-                )
-            self._cond_codes[p.name] = codes
+                if isinstance(spec, Threshold):
+                    self._check_threshold(p.name, parent, spec)
+                    tests.append((parent_name, spec))
+                else:
+                    codes = [self._condition_code(p.name, parent, v) for v in spec]
+                    tests.append((parent_name, np.array(codes, dtype=np.float64)))
+            self._tests[p.name] = tuple(tests)
         self._order = self._topological_order()
 
     # ---- construction helpers
@@ -397,8 +620,9 @@ class Space:
     def _condition_code(child: str, parent: Hyperparameter, value: Any) -> float:
         if isinstance(parent, Float):
             raise ValueError(
-                f"hyperparameter {child!r}: condition on Float parent {parent.name!r}; conditions "
-                "may only name Int, Bool or Categorical parents"
+                f"hyperparameter {child!r}: condition on Float parent {parent.name!r} lists values; "
+                f"a Float parent takes a comparison, e.g. {{{parent.name!r}: {{'gt': "
+                f"{(parent.low + parent.high) / 2:g}}}}} (see Threshold)"
             )
         if isinstance(parent, Int):
             if not _is_number(value) or float(value) != math.floor(float(value)) or not (
@@ -422,6 +646,42 @@ class Space:
                 f"{list(parent.choices)} of parent {parent.name!r}"
             ) from None
 
+    @staticmethod
+    def _check_threshold(child: str, parent: Hyperparameter, test: Threshold) -> None:
+        """A comparison needs a numeric parent, values within its bounds, and room to pass."""
+        where = f"hyperparameter {child!r}: condition {test.describe(parent.name)}"
+        if not isinstance(parent, (Float, Int)):
+            kind = type(parent).__name__
+            example = list(parent.choices[:1])
+            raise ValueError(
+                f"{where} compares a {kind} parent; comparisons need a Float or Int parent. "
+                f"For {kind} {parent.name!r}, list the allowed values instead, e.g. "
+                f"{{{parent.name!r}: {example!r}}}"
+            )
+        for key, v in test.to_dict().items():
+            if not parent.low <= float(v) <= parent.high:
+                raise ValueError(
+                    f"{where}: threshold {key}={v!r} is outside the bounds "
+                    f"[{parent.low}, {parent.high}] of parent {parent.name!r}"
+                )
+        if isinstance(parent, Float):
+            lower = parent.low if test.lower is None else float(test.lower)
+            upper = parent.high if test.upper is None else float(test.upper)
+            passes = lower < upper  # a single point would (almost) never be drawn
+        else:
+            first = parent.low if test.lower is None else (
+                math.floor(test.lower) + 1 if test.gt is not None else math.ceil(test.lower)
+            )
+            last = parent.high if test.upper is None else (
+                math.ceil(test.upper) - 1 if test.lt is not None else math.floor(test.upper)
+            )
+            passes = max(first, parent.low) <= min(last, parent.high)
+        if not passes:
+            raise ValueError(
+                f"{where} leaves no room in [{parent.low}, {parent.high}], the range of parent "
+                f"{parent.name!r}: {child!r} would never be active"
+            )
+
     def _topological_order(self) -> tuple[str, ...]:
         """Parents before children (ties in space order); ValueError on a cycle."""
         order: list[str] = []
@@ -436,7 +696,7 @@ class Space:
                     f"hyperparameter {name!r}: cyclic conditions {' -> '.join(cycle)}"
                 )
             state[name] = 1
-            for parent in self._cond_codes.get(name, {}):
+            for parent, _ in self._tests.get(name, ()):
                 visit(parent, path + [name])
             state[name] = 2
             order.append(name)
@@ -487,6 +747,11 @@ class Space:
         inner = ",\n  ".join(repr(p) for p in self._params)
         return f"Space([\n  {inner},\n])"
 
+    @property
+    def topological_order(self) -> tuple[str, ...]:
+        """Names with every parent before its children (ties in space order)."""
+        return self._order
+
     def choices(self, name: str) -> tuple:
         """The possible values of a discrete hyperparameter, in code order.
 
@@ -507,7 +772,8 @@ class Space:
 
         Returns ``{name: {"type": "float"|"int"|"categorical"|"bool", ...}}`` where float/int carry
         ``"low"``, ``"high"``, ``"log"``, categorical carries ``"choices"`` (list), and a
-        conditional hyperparameter carries ``"condition": {parent: [values...]}``.
+        conditional hyperparameter carries ``"condition": {parent: [values...]}`` for an equality
+        and ``{parent: {"gt": 0.5}}`` for a comparison (:meth:`Threshold.to_dict`).
         """
         out: dict[str, dict[str, Any]] = {}
         for p in self._params:
@@ -517,36 +783,64 @@ class Space:
             elif isinstance(p, Categorical):
                 d["choices"] = list(p.choices)
             if p.condition is not None:
-                d["condition"] = {k: list(v) for k, v in p.condition.items()}
+                d["condition"] = {
+                    k: v.to_dict() if isinstance(v, Threshold) else list(v)
+                    for k, v in p.condition.items()
+                }
             out[p.name] = d
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Mapping[str, Any]]) -> "Space":
-        """Build a space from ``{name: {"type": ..., ...}}`` (see :meth:`to_dict`), in dict order."""
+        """Build a space from ``{name: {"type": ..., ...}}`` (see :meth:`to_dict`), in dict order.
+
+        The keys of each table: ``type`` (``"float"``, ``"int"``, ``"categorical"``, ``"bool"``),
+        ``low``/``high``/``log`` (float, int), ``choices`` (categorical), ``condition`` (all).
+        Raises ValueError naming the hyperparameter and the key for anything malformed (an unknown
+        or misspelt key is named with the allowed keys).
+        """
         if not isinstance(d, Mapping):
             raise TypeError(f"Space.from_dict: expected a mapping, got {type(d).__name__}")
-        allowed = {
-            "float": {"type", "low", "high", "log", "condition"},
-            "int": {"type", "low", "high", "log", "condition"},
-            "categorical": {"type", "choices", "condition"},
-            "bool": {"type", "condition"},
-        }
+        if len(d) == 0:
+            raise ValueError("Space.from_dict: no hyperparameters (the mapping is empty)")
         params = []
         for name, spec in d.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(
+                    f"Space.from_dict: hyperparameter names must be non-empty strings, got {name!r}"
+                )
             if not isinstance(spec, Mapping):
-                raise TypeError(
-                    f"hyperparameter {name!r}: spec must be a mapping, got {type(spec).__name__}"
-                )
-            kind = spec.get("type")
-            if kind not in allowed:
                 raise ValueError(
-                    f"hyperparameter {name!r}: type {kind!r} is not one of {sorted(allowed)}"
+                    f"hyperparameter {name!r}: expected a table of settings such as "
+                    f"{{type = \"float\", low = ..., high = ...}}, got {type(spec).__name__} {spec!r}"
                 )
-            extra = set(spec) - allowed[kind]
+            every_key = sorted({k for keys in _SPEC_KEYS.values() for k in keys})
+            if "type" not in spec:
+                unknown = [k for k in spec if k not in every_key]
+                hint = "".join(
+                    f"; unknown key {k!r}{_did_you_mean(k, every_key)}" for k in unknown
+                )
+                raise ValueError(
+                    f"hyperparameter {name!r}: missing key 'type' (one of {list(_SPEC_KEYS)}){hint}"
+                )
+            kind = spec["type"]
+            if not isinstance(kind, str) or kind not in _SPEC_KEYS:
+                raise ValueError(
+                    f"hyperparameter {name!r}: type {kind!r} is not one of {sorted(_SPEC_KEYS)}"
+                    f"{_did_you_mean(kind, list(_SPEC_KEYS))}"
+                )
+            allowed = _SPEC_KEYS[kind]
+            extra = [k for k in spec if k not in allowed]
             if extra:
+                described = ", ".join(f"{k!r}{_did_you_mean(k, allowed)}" for k in extra)
                 raise ValueError(
-                    f"hyperparameter {name!r}: unknown keys {sorted(extra)} for type {kind!r}"
+                    f"hyperparameter {name!r}: unknown key{'s' if len(extra) > 1 else ''} "
+                    f"{described} for type {kind!r}; allowed keys: {sorted(allowed)}"
+                )
+            missing = [k for k in allowed if k not in spec and k in ("low", "high", "choices")]
+            if missing:
+                raise ValueError(
+                    f"hyperparameter {name!r}: missing key {missing[0]!r} for type {kind!r}"
                 )
             cond = spec.get("condition")
             try:
@@ -560,16 +854,14 @@ class Space:
                     params.append(Categorical(name, spec["choices"], condition=cond))
                 else:
                     params.append(Bool(name, condition=cond))
-            except KeyError as e:
-                raise ValueError(
-                    f"hyperparameter {name!r}: missing key {e.args[0]!r} for type {kind!r}"
-                ) from None
+            except TypeError as e:  # a malformed description is a bad value, whatever its type
+                raise ValueError(str(e)) from None
         return cls(params)
 
     # ---- configs: checking and activity
 
     def _columns(self, configs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
-        """Check the column set and lengths; return float64 copies in space order and n."""
+        """Check the column set and lengths; return float64 columns in space order and n."""
         if not hasattr(configs, "keys") or not hasattr(configs, "__getitem__"):
             raise TypeError(
                 f"configs must be a dict {{name: array of shape (n,)}}, got {type(configs).__name__}"
@@ -603,13 +895,36 @@ class Space:
         assert n is not None
         return cols, n
 
+    def active_given_parents(
+        self, name: str, columns: Mapping[str, np.ndarray], active: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """Activity of ``name`` from its parents alone.
+
+        Args:
+          name: a hyperparameter.
+          columns: ``{parent: (n,) float64}`` configs columns of (at least) the parents of ``name``.
+          active: ``{parent: (n,) bool}`` activity of (at least) those parents.
+        Returns:
+          (n,) bool: every parent active and passing its test (membership or comparison). For an
+          unconditional ``name``, all True (n taken from ``columns``).
+        """
+        tests = self._tests.get(name, ())
+        if not tests:
+            n = len(next(iter(columns.values()))) if columns else 0
+            return np.ones(n, dtype=bool)
+        mask = None
+        for parent, test in tests:
+            passes = active[parent] & _passes(test, columns[parent])
+            mask = passes if mask is None else mask & passes
+        return mask
+
     def _active_from(self, cols: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         active: dict[str, np.ndarray] = {}
         for name in self._order:
-            mask = np.ones(n, dtype=bool)
-            for parent, codes in self._cond_codes.get(name, {}).items():
-                mask &= active[parent] & np.isin(cols[parent], codes)
-            active[name] = mask
+            if name in self._tests:
+                active[name] = self.active_given_parents(name, cols, active)
+            else:
+                active[name] = np.ones(n, dtype=bool)
         return {name: active[name] for name in self.names}
 
     def active(self, configs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -619,7 +934,7 @@ class Space:
           configs: ``{name: (n,) array}`` in the configs format.
         Returns:
           ``{name: (n,) bool array}``, True where every condition of ``name`` holds (parents
-          active with an allowed value), computed from the parents' values only.
+          active and passing their tests), computed from the parents' values only.
         """
         cols, n = self._columns(configs)
         return self._active_from(cols, n)
@@ -651,13 +966,8 @@ class Space:
                     f"configs: column {name!r} has non-integral {what} {float(v[frac][0])}"
                 )
 
-    def validate(self, configs: Mapping[str, Any]) -> None:
-        """Check that ``configs`` is a valid batch of this space; ValueError naming the column.
-
-        Checks: exactly the space's columns, each of shape (n,) with a common n; in active rows a
-        finite value in range (Int integral, codes integral in ``0..k-1``); NaN exactly in the
-        inactive rows.
-        """
+    def validated_columns(self, configs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
+        """:meth:`validate` ``configs``, then return its float64 columns (space order) and n."""
         cols, n = self._columns(configs)
         active = self._active_from(cols, n)
         for name in self._order:  # parents first, so a bad parent is reported before its child
@@ -670,13 +980,24 @@ class Space:
                 i = int(np.flatnonzero(~act & ~nan)[0])
                 raise ValueError(
                     f"configs: column {name!r} holds {float(col[i])} in row {i} where it is inactive "
-                    "(inactive must be NaN)"
+                    f"(inactive must be NaN; it is active where {self._condition_text(name)})"
                 )
             self._check_values(name, col, act)
+        return cols, n
 
-    def _valid_columns(self, configs) -> tuple[dict[str, np.ndarray], int]:
-        self.validate(configs)
-        return self._columns(configs)
+    def validate(self, configs: Mapping[str, Any]) -> None:
+        """Check that ``configs`` is a valid batch of this space; ValueError naming the column.
+
+        Checks: exactly the space's columns, each of shape (n,) with a common n; in active rows a
+        finite value in range (Int integral, codes integral in ``0..k-1``); NaN exactly in the
+        inactive rows.
+        """
+        self.validated_columns(configs)
+
+    def _condition_text(self, name: str) -> str:
+        """Human-readable condition of ``name``: ``"optimizer == 'momentum' and x2 > 0.5"``."""
+        condition = self[name].condition
+        return "always" if condition is None else _describe_condition(condition)
 
     # ---- decode / encode
 
@@ -714,7 +1035,7 @@ class Space:
         Values are the choice for Categorical, ``bool`` for Bool, ``int`` for Int, ``float`` for
         Float. Inverse of :meth:`encode`.
         """
-        cols, n = self._valid_columns(configs)
+        cols, n = self.validated_columns(configs)
         decoded = {name: self.decode_column(name, cols[name]) for name in self.names}
         return [
             {name: decoded[name][i] for name in self.names if decoded[name][i] is not None}
@@ -756,12 +1077,12 @@ class Space:
                 raise ValueError(f"encode: record {i} has unknown hyperparameter(s) {unknown}")
             act: dict[str, bool] = {}
             for name in self._order:
-                ok = True
-                for parent, codes in self._cond_codes.get(name, {}).items():
-                    ok = ok and act[parent] and bool(np.isin(cols[parent][i], codes))
-                act[name] = ok
+                act[name] = all(
+                    act[parent] and _passes_value(test, cols[parent][i])
+                    for parent, test in self._tests.get(name, ())
+                )
                 value = rec.get(name)
-                if ok:
+                if act[name]:
                     if value is None:
                         raise ValueError(
                             f"encode: record {i} lacks hyperparameter {name!r}, which is active"
@@ -770,245 +1091,46 @@ class Space:
                 elif value is not None:
                     raise ValueError(
                         f"encode: record {i} gives {name!r}={value!r} but {name!r} is inactive "
-                        f"(its condition {self[name].condition} fails)"
+                        f"(its condition {self._condition_text(name)} fails)"
                     )
         return cols
 
-    # ---- unit cube
-
-    @staticmethod
-    def _log_int_edges(p: Int) -> tuple[float, float]:
-        return math.log(p.low), math.log(p.high + 1)
-
-    def from_unit(self, U: Any) -> Configs:
-        """Map points of the unit cube to configs.
-
-        Args:
-          U: (n, d) array in [0, 1], d = ``len(space)``, column j for ``space.names[j]``.
-        Returns:
-          configs; see the module docstring for the per-type maps. Inactive -> NaN.
-        """
-        U = np.asarray(U, dtype=np.float64)
-        if U.ndim != 2 or U.shape[1] != len(self):
-            raise ValueError(f"from_unit: U must have shape (n, {len(self)}), got {U.shape}")
-        cols: dict[str, np.ndarray] = {}
-        for j, p in enumerate(self._params):
-            u = U[:, j]
-            bad = ~((u >= 0) & (u <= 1))
-            if np.any(bad):
-                raise ValueError(
-                    f"from_unit: column {j} ({p.name!r}) has {float(u[bad][0])} outside [0, 1]"
-                )
-            if isinstance(p, Float):
-                if p.log:
-                    lo, hi = math.log(p.low), math.log(p.high)
-                    x = np.exp(lo + u * (hi - lo))
-                else:
-                    x = p.low + u * (p.high - p.low)
-                x = np.clip(x, p.low, p.high)
-            elif isinstance(p, Int):
-                if p.log:
-                    lo, hi = self._log_int_edges(p)
-                    x = np.floor(np.exp(lo + u * (hi - lo)))
-                else:
-                    x = p.low + np.floor(u * p.n_values)
-                x = np.clip(x, p.low, p.high)
-            else:
-                x = np.minimum(np.floor(u * p.n_values), p.n_values - 1)
-            cols[p.name] = x
-        active = self._active_from(cols, U.shape[0])
-        for name in self.names:
-            cols[name][~active[name]] = np.nan
-        return cols
-
-    def _unit_bins(self, p: Hyperparameter, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For a discrete hyperparameter: lower edge and width of each value's bin in [0, 1]."""
-        if isinstance(p, Int) and p.log:
-            lo, hi = self._log_int_edges(p)
-            left = (np.log(col) - lo) / (hi - lo)
-            right = (np.log(col + 1) - lo) / (hi - lo)
-            return left, right - left
-        j = col - p.low if isinstance(p, Int) else col
-        k = p.n_values
-        return j / k, np.full_like(col, 1.0 / k)
-
-    def to_unit(self, configs: Mapping[str, Any]) -> np.ndarray:
-        """Inverse of :meth:`from_unit`: configs -> (n, d) float64 array in [0, 1].
-
-        Float: ``(x - low) / (high - low)`` (log: on the log scale). Discrete: the centre of the
-        value's bin, ``(j + 0.5) / k`` (log Int: the centre on the log scale of ``[v, v + 1)``).
-        NaN (inactive) stays NaN. ``from_unit(to_unit(c)) == c`` exactly for discrete columns.
-        """
-        cols, n = self._valid_columns(configs)
-        U = np.empty((n, len(self)))
-        for j, p in enumerate(self._params):
-            col = cols[p.name]
-            if isinstance(p, Float):
-                if p.log:
-                    U[:, j] = (np.log(col) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
-                else:
-                    U[:, j] = (col - p.low) / (p.high - p.low)
-            else:
-                left, width = self._unit_bins(p, col)
-                U[:, j] = left + 0.5 * width
-        return np.clip(U, 0.0, 1.0)  # NaN passes through np.clip
-
-    # ---- designs
+    # ---- conveniences: designs (hsens_jax.design) and encodings (hsens_jax.encoding)
 
     def sample(self, n: int, design: str = "random", seed: int = 0) -> Configs:
-        """Draw ``n`` configurations.
+        """Convenience for :func:`hsens_jax.design.sample` ``(space, n, kind=design, seed=seed)``."""
+        from hsens_jax import design as design_module
 
-        Args:
-          n: number of configurations (> 0).
-          design: ``"random"`` (i.i.d. uniform), ``"sobol"`` (scrambled Sobol', best with n a
-            power of two; scipy warns otherwise), ``"halton"`` (scrambled Halton) or ``"lhs"``
-            (Latin hypercube), all from ``scipy.stats.qmc`` on the unit cube, then :meth:`from_unit`.
-          seed: integer seed (scrambling / sampling).
-        Returns:
-          configs with n rows.
-        """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
-            raise ValueError(f"sample: n must be a positive integer, got {n!r}")
-        if design not in _DESIGNS:
-            raise ValueError(f"sample: design {design!r} is not one of {list(_DESIGNS)}")
-        n, d = int(n), len(self)
-        if design == "random":
-            U = np.random.default_rng(seed).random((n, d))
-        else:
-            from scipy.stats import qmc
-
-            klass = {"sobol": qmc.Sobol, "halton": qmc.Halton, "lhs": qmc.LatinHypercube}[design]
-            try:
-                engine = klass(d, scramble=True, rng=seed)
-            except TypeError:  # scipy < 1.15
-                engine = klass(d, scramble=True, seed=seed)
-            U = engine.random(n)
-        return self.from_unit(U)
-
-    def _grid_values(self, p: Hyperparameter, levels: int) -> np.ndarray:
-        """Codes/values of ``p`` on the grid."""
-        if isinstance(p, (Categorical, Bool)):
-            return np.arange(p.n_values, dtype=np.float64)
-        if isinstance(p, Float):
-            v = np.geomspace(p.low, p.high, levels) if p.log else np.linspace(p.low, p.high, levels)
-            v[0], v[-1] = p.low, p.high
-            return v
-        if p.n_values <= levels:
-            return np.arange(p.low, p.high + 1, dtype=np.float64)
-        raw = np.geomspace(p.low, p.high, levels) if p.log else np.linspace(p.low, p.high, levels)
-        v = np.round(raw)
-        v[0], v[-1] = p.low, p.high
-        for i in range(1, levels):  # rounding may merge neighbours on the log scale: push apart
-            v[i] = max(v[i], v[i - 1] + 1)
-        for i in range(levels - 2, -1, -1):
-            v[i] = min(v[i], v[i + 1] - 1)
-        return v
+        return design_module.sample(self, n, kind=design, seed=seed)
 
     def grid(self, levels: int | Mapping[str, int] = 5) -> Configs:
-        """Full factorial grid, respecting conditions.
+        """Convenience for :func:`hsens_jax.design.grid` ``(space, levels)``."""
+        from hsens_jax import design as design_module
 
-        Args:
-          levels: int >= 2, or ``{name: int}`` (names not given get 5). Categorical/Bool take all
-            choices. Int takes all its integers if there are at most ``levels``, else ``levels``
-            distinct integers evenly spaced (log scale if log; rounded, nudged apart if rounding
-            merges neighbours). Float takes ``levels`` points evenly spaced (log scale if log),
-            endpoints included.
-        Returns:
-          configs; a conditional hyperparameter only varies in the rows where it is active (NaN
-          elsewhere), so no configuration appears twice.
-        """
-        if isinstance(levels, Mapping):
-            unknown = [k for k in levels if k not in self._index]
-            if unknown:
-                raise ValueError(f"grid: levels names unknown hyperparameter(s) {unknown}")
-            lv = {name: levels.get(name, 5) for name in self.names}
-        else:
-            lv = {name: levels for name in self.names}
-        for name, L in lv.items():
-            if isinstance(L, bool) or not isinstance(L, numbers.Integral) or L < 2:
-                raise ValueError(f"grid: levels for {name!r} must be an integer >= 2, got {L!r}")
-        cols: dict[str, np.ndarray] = {}
-        n = 1
-        active: dict[str, np.ndarray] = {}
-        for name in self._order:  # parents first: children vary only where active
-            p = self[name]
-            vals = self._grid_values(p, int(lv[name]))
-            act = np.ones(n, dtype=bool)
-            for parent, codes in self._cond_codes.get(name, {}).items():
-                act &= active[parent] & np.isin(cols[parent], codes)
-            reps = np.where(act, len(vals), 1)
-            for k in cols:
-                cols[k] = np.repeat(cols[k], reps)
-            for k in active:
-                active[k] = np.repeat(active[k], reps)
-            new = np.full(int(reps.sum()), np.nan)
-            new_act = np.repeat(act, reps)
-            new[new_act] = np.tile(vals, int(act.sum()))
-            cols[name] = new
-            active[name] = new_act
-            n = new.shape[0]
-        return {name: cols[name] for name in self.names}
+        return design_module.grid(self, levels)
 
-    # ---- encodings for analysis
+    def from_unit(self, U: Any) -> Configs:
+        """Convenience for :func:`hsens_jax.encoding.from_unit` ``(space, U)``."""
+        from hsens_jax import encoding
+
+        return encoding.from_unit(self, U)
+
+    def to_unit(self, configs: Mapping[str, Any]) -> np.ndarray:
+        """Convenience for :func:`hsens_jax.encoding.to_unit` ``(space, configs)``."""
+        from hsens_jax import encoding
+
+        return encoding.to_unit(self, configs)
 
     def one_hot(self, configs: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
-        """Design matrix for regression-type analyses.
+        """Convenience for :func:`hsens_jax.encoding.one_hot` ``(space, configs)``."""
+        from hsens_jax import encoding
 
-        Args:
-          configs: a valid configs batch.
-        Returns:
-          ``(X, column_names)``: X (n, D) float64. Float/Int: one column min-max scaled to [0, 1]
-          by the space bounds (on the log scale if log), NaN where inactive. Categorical with k
-          choices: k indicator columns named ``"name=choice"``, all 0 where inactive. Bool: one
-          0/1 column named ``name`` (0 where inactive).
-        """
-        cols, n = self._valid_columns(configs)
-        blocks, names = [], []
-        for p in self._params:
-            col = cols[p.name]
-            if isinstance(p, (Float, Int)):
-                if p.log:
-                    x = (np.log(col) - math.log(p.low)) / (math.log(p.high) - math.log(p.low))
-                else:
-                    x = (col - p.low) / (p.high - p.low)
-                blocks.append(x[:, None])
-                names.append(p.name)
-            elif isinstance(p, Bool):
-                blocks.append(np.nan_to_num(col, nan=0.0)[:, None])
-                names.append(p.name)
-            else:
-                ind = (col[:, None] == np.arange(p.n_values)[None, :]).astype(np.float64)
-                blocks.append(ind)
-                names.extend(f"{p.name}={c}" for c in p.choices)
-        return np.concatenate(blocks, axis=1), names
+        return encoding.one_hot(self, configs)
 
     def normalize(
         self, configs: Mapping[str, Any], *, method: str = "novello", seed: int = 0
     ) -> np.ndarray:
-        """Normalize mixed hyperparameters to [0, 1] for kernel methods (HSIC).
+        """Convenience for :func:`hsens_jax.encoding.normalize` ``(space, configs, method=, seed=)``."""
+        from hsens_jax import encoding
 
-        Args:
-          configs: a valid configs batch.
-          method: ``"novello"`` (Novello et al. 2023): Float min-max scaled by the space bounds (on
-            the log scale if log); each discrete value (Int, Categorical, Bool) is replaced by a
-            uniform draw inside its bin: value index j of k -> U[j/k, (j+1)/k] (Int: j = value -
-            low; log Int: the bin of the value on the log scale, as in :meth:`from_unit`), so a
-            discrete variable becomes a continuous uniform one with the same information.
-            ``"unit"``: :meth:`to_unit` (bin centres, no randomness).
-          seed: seed of the jitter (numpy Generator).
-        Returns:
-          (n, d) float64 in [0, 1], NaN where inactive.
-        """
-        if method == "unit":
-            return self.to_unit(configs)
-        if method != "novello":
-            raise ValueError(f"normalize: method {method!r} is not one of ['novello', 'unit']")
-        cols, n = self._valid_columns(configs)
-        jitter = np.random.default_rng(seed).random((n, len(self)))
-        X = self.to_unit(configs)
-        for j, p in enumerate(self._params):
-            if isinstance(p, Float):
-                continue
-            left, width = self._unit_bins(p, cols[p.name])
-            X[:, j] = left + jitter[:, j] * width
-        return X
+        return encoding.normalize(self, configs, method=method, seed=seed)

@@ -94,3 +94,64 @@ def test_cli_analyze_writes_tables_and_plots(tmp_path, capsys):
                  "sensitivity_final_val_loss_interactions.png"):
         assert (tmp_path / name).exists(), name
     assert main(["analyze", str(tmp_path), "--objective", "no_such_metric"]) == 2
+
+
+def _threshold_sweep(q=0.2, n=256):
+    """Section 4.3 of Novello et al. (2023): x3 exists only where x2 > 0.6, and x4 only where, in
+    addition, x3 < 0.5. Made-up losses (no training): every active-x3 run is worse than every other
+    run (10 + ...), so the best fraction q of *all* runs holds none of x3's rows; on those rows the
+    loss grows with x3 (and with x4 where x4 exists)."""
+    from hsens_jax.space import Threshold
+
+    space = Space([
+        Float("x1", 0.0, 1.0),
+        Float("x2", 0.0, 1.0),
+        Float("x3", 0.0, 1.0, condition={"x2": {"gt": 0.6}}),
+        Float("x4", 0.0, 1.0, condition={"x3": Threshold(lt=0.5)}),
+    ])
+    configs = space.sample(n, "random", seed=7)
+    x3_rows = configs["x2"] > 0.6
+    x4_rows = x3_rows & (np.nan_to_num(configs["x3"], nan=1.0) < 0.5)
+    loss = np.where(x3_rows, 10.0 + np.nan_to_num(configs["x3"]) + 0.3 * np.nan_to_num(configs["x4"]),
+                    configs["x1"])
+    metrics = {"final_val_loss": loss[:, None], "diverged": np.zeros((n, 1), bool)}
+    return SweepResult(space, configs, np.array([0]), metrics, {}), x3_rows, x4_rows, loss
+
+
+def _direct_goal_hsic(x, y, q, settings):
+    from hsens_jax.sensitivity.hsic import best_fraction, hsic
+
+    return hsic(x[:, None], y, estimator=settings.get("estimator", "V"),
+                bandwidth=settings.get("bandwidth", "pooled_median"), target=best_fraction(q),
+                convention="novello2023")
+
+
+def test_goal_oriented_index_of_a_threshold_conditional_hyperparameter():
+    q = 0.2
+    res, x3_rows, x4_rows, loss = _threshold_sweep(q)
+    assert 60 < x3_rows.sum() < 140 and 20 < x4_rows.sum() < x3_rows.sum()
+    # the best q of all runs lies outside x3's rows: a quantile not recomputed on them would
+    # leave x3 an empty goal (index 0)
+    assert not np.any(loss[x3_rows] <= np.quantile(loss, q))
+    rep = analyze(res, "final_val_loss", target=q, pvalue="gamma")
+    names = list(rep.names)
+    for name, rows in (("x3", x3_rows), ("x4", x4_rows)):
+        j = names.index(name)
+        assert rep.n_used[0, j] == rows.sum(), name  # its active rows, and only those
+        x = res.configs[name][rows]  # a Float on [0, 1]: its normalization is itself
+        direct = _direct_goal_hsic(x, loss[rows], q, rep.settings)
+        np.testing.assert_allclose(rep.hsic[0, j], np.asarray(direct.hsic)[0], rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(rep.r2[0, j], np.asarray(direct.r2)[0], rtol=1e-5, err_msg=name)
+    j3, j4 = names.index("x3"), names.index("x4")
+    assert rep.r2[0, j3] > 0.2 and rep.pvalue[0, j3] < 1e-4  # inside its rows, x3 decides the goal
+    assert rep.r2[0, j4] > 0.05 and rep.pvalue[0, j4] < 0.05
+    assert rep.n_used[0, names.index("x1")] == res.n_configs
+
+
+def test_global_index_of_a_threshold_conditional_hyperparameter_uses_its_rows():
+    res, x3_rows, _, loss = _threshold_sweep()
+    rep = analyze(res, "final_val_loss", pvalue=None)
+    j3 = list(rep.names).index("x3")
+    assert rep.n_used[0, j3] == x3_rows.sum()
+    x = res.configs["x3"][x3_rows]
+    np.testing.assert_allclose(rep.hsic[0, j3], _hsic_v_numpy(x, loss[x3_rows]), rtol=1e-4)

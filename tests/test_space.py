@@ -1,6 +1,8 @@
-"""Tests for hsens_jax.space: validation, configs format, designs, unit cube, encodings.
+"""Tests for hsens_jax.space: hyperparameters, conditions (equality and thresholds), validation,
+activity, the configs format, decode/encode and the dict round trip.
 
-The unit-cube maps are checked against independent float64 NumPy formulas written here.
+Designs are tested in test_design.py and encodings in test_encoding.py; here only that the Space
+methods delegate to them.
 """
 
 import json
@@ -15,6 +17,7 @@ from hsens_jax.space import (
     Float,
     Int,
     Space,
+    Threshold,
     UnknownHyperparameterError,
 )
 
@@ -206,20 +209,83 @@ def test_dict_round_trip_through_json():
     assert s2.to_dict() == d
 
 
+FLOAT_KEYS = r"allowed keys: \['condition', 'high', 'log', 'low', 'type'\]"
+
+
 @pytest.mark.parametrize(
     "d, match",
     [
         ({"a": {"type": "complex"}}, "'a'.*type 'complex' is not one of"),
-        ({"a": {"low": 0, "high": 1}}, "'a'.*type None is not one of"),
+        ({"a": {"type": "flaot", "low": 0, "high": 1}}, "'a'.*type 'flaot' is not one of.*did you mean 'float'"),
+        ({"a": {"type": ["float"]}}, r"'a'.*type \['float'\] is not one of"),
+        ({"a": {"low": 0, "high": 1}}, "'a'.*missing key 'type' \\(one of \\['float', 'int', 'categorical', 'bool'\\]\\)"),
+        ({"a": {"typ": "float", "low": 0, "high": 1}}, "'a'.*missing key 'type'.*unknown key 'typ' \\(did you mean 'type'\\?\\)"),
         ({"a": {"type": "float", "low": 0}}, "'a'.*missing key 'high'"),
-        ({"a": {"type": "float", "low": 0, "high": 1, "step": 2}}, "'a'.*unknown keys \\['step'\\]"),
+        # a misspelt key is named, with a suggestion and the allowed keys
+        (
+            {"a": {"type": "float", "low": 0, "high": 1, "step": 2}},
+            "'a'.*unknown key 'step' for type 'float'; " + FLOAT_KEYS,
+        ),
+        (
+            {"lr": {"type": "float", "lwo": 1e-4, "high": 1}},
+            "'lr'.*unknown key 'lwo' \\(did you mean 'low'\\?\\) for type 'float'; " + FLOAT_KEYS,
+        ),
+        (
+            {"act": {"type": "categorical", "choice": ["relu", "tanh"]}},
+            "'act'.*unknown key 'choice' \\(did you mean 'choices'\\?\\) for type 'categorical'; "
+            "allowed keys: \\['choices', 'condition', 'type'\\]",
+        ),
+        (
+            {"lr": {"type": "float", "lwo": 0, "hihg": 1, "log": False}},
+            "'lr'.*unknown keys 'lwo' \\(did you mean 'low'\\?\\), 'hihg' \\(did you mean 'high'\\?\\)",
+        ),
+        (
+            {"b": {"type": "bool", "choices": [False, True]}},
+            "'b'.*unknown key 'choices' for type 'bool'; allowed keys: \\['condition', 'type'\\]",
+        ),
+        (
+            {"m": {"type": "float", "low": 0, "high": 1, "conditon": {"o": "a"}}},
+            "'m'.*unknown key 'conditon' \\(did you mean 'condition'\\?\\)",
+        ),
         ({"a": {"type": "categorical"}}, "'a'.*missing key 'choices'"),
         ({"a": {"type": "int", "low": 0.5, "high": 3}}, "'a'.*low=0.5 must be an integer"),
+        # malformed values: ValueError naming the hyperparameter (never a bare TypeError)
+        ({"a": 3}, "'a'.*expected a table of settings.*got int 3"),
+        ({"a": {"type": "float", "low": "0", "high": 1}}, "'a'.*low must be a real number, got '0'"),
+        ({"a": {"type": "float", "low": 0, "high": 1, "log": "yes"}}, "'a'.*log must be a bool"),
+        ({"a": {"type": "categorical", "choices": "abc"}}, "'a'.*choices must be a sequence"),
+        ({"a": {"type": "categorical", "choices": [[1, 2]]}}, "'a'.*choice \\[1, 2\\] must be"),
+        ({"a": {"type": "bool", "condition": "b"}}, "'a'.*condition must be None or a mapping"),
+        ({"a": {"type": "int", "low": 0, "high": 10**30}}, "'a'.*high=10+ is beyond 2\\*\\*53"),
+        ({"a": {"type": "float", "low": -1e308, "high": 1e308}}, "'a'.*overflows float64"),
+        ({1: {"type": "bool"}}, "names must be non-empty strings, got 1"),
+        ({}, "no hyperparameters"),
     ],
 )
 def test_from_dict_errors(d, match):
     with pytest.raises(ValueError, match=match):
         Space.from_dict(d)
+
+
+def test_misspelt_key_in_a_toml_space_table_is_named(tmp_path):
+    """The user's path: a [space.NAME] table of a sweep configuration file."""
+    from hsens_jax.config import SweepConfig
+
+    f = tmp_path / "sweep.toml"
+    f.write_text(
+        '[data]\nname = "digits"\n[budget]\nsteps = 5\n'
+        '[space.learning_rate]\ntype = "float"\nlwo = 1e-4\nhigh = 1.0\nlog = true\n'
+    )
+    with pytest.raises(ValueError, match="sweep.toml.*'learning_rate'.*unknown key 'lwo' "
+                       "\\(did you mean 'low'\\?\\) for type 'float'; allowed keys"):
+        SweepConfig.load(f)
+    f.write_text(
+        '[data]\nname = "digits"\n[budget]\nsteps = 5\n'
+        '[space.act]\ntype = "categorical"\nchoice = ["relu", "tanh"]\n'
+    )
+    with pytest.raises(ValueError, match="sweep.toml.*'act'.*unknown key 'choice' "
+                       "\\(did you mean 'choices'\\?\\)"):
+        SweepConfig.load(f)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -310,275 +376,6 @@ def test_active_nested_and_multi_parent():
         s.validate(c2)
 
 
-# ----------------------------------------------------------------------------- designs
-
-
-@pytest.mark.parametrize("design", ["random", "sobol", "halton", "lhs"])
-def test_sample_designs(design):
-    s = big_space()
-    c = s.sample(64, design, seed=3)
-    assert list(c) == list(s.names)
-    for name, col in c.items():
-        assert col.dtype == np.float64 and col.shape == (64,), name
-    s.validate(c)  # range, integrality, NaN exactly where inactive
-    act = s.active(c)
-    for name in s.names:
-        np.testing.assert_array_equal(np.isnan(c[name]), ~act[name])
-    # every choice of every categorical shows up, and the conditional columns are mixed
-    assert set(c["optimizer"]) == {0.0, 1.0, 2.0}
-    assert 0 < act["momentum"].sum() < 64
-    again = s.sample(64, design, seed=3)
-    other = s.sample(64, design, seed=4)
-    for name in s.names:
-        np.testing.assert_array_equal(c[name], again[name])
-    assert not np.array_equal(np.nan_to_num(c["lr"]), np.nan_to_num(other["lr"]))
-
-
-def test_sample_errors():
-    s = opt_space()
-    with pytest.raises(ValueError, match="design 'grid' is not one of"):
-        s.sample(8, "grid")
-    for n in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="n must be a positive integer"):
-            s.sample(n)
-
-
-def balance_space():
-    return Space(
-        [
-            Categorical("c2", ["a", "b"]),
-            Categorical("c4", ["a", "b", "c", "d"]),
-            Bool("b"),
-            Int("i8", 3, 10),
-            Categorical("c3", ["x", "y", "z"]),
-        ]
-    )
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sobol_balance(seed):
-    """Scrambled Sobol' with n = 2^m: each 1-D projection has one point per interval [i/n, (i+1)/n),
-    so a level with k | n (k a power of two) appears exactly n/k times; for k = 3, within 1 of n/3."""
-    s = balance_space()
-    n = 64
-    c = s.sample(n, "sobol", seed=seed)
-    for name, k in [("c2", 2), ("c4", 4), ("b", 2)]:
-        np.testing.assert_array_equal(np.bincount(c[name].astype(int), minlength=k), n // k)
-    np.testing.assert_array_equal(np.bincount((c["i8"] - 3).astype(int), minlength=8), 8)
-    counts3 = np.bincount(c["c3"].astype(int), minlength=3)
-    assert np.all(np.abs(counts3 - n / 3) <= 1), counts3
-
-
-@pytest.mark.parametrize("n", [12, 60])
-def test_lhs_balance(n):
-    """LHS: one point per stratum of width 1/n, so every level with k | n appears n/k times."""
-    s = Space([Categorical("c3", ["x", "y", "z"]), Categorical("c4", list("abcd")), Int("i6", 0, 5)])
-    c = s.sample(n, "lhs", seed=7)
-    np.testing.assert_array_equal(np.bincount(c["c3"].astype(int), minlength=3), n // 3)
-    np.testing.assert_array_equal(np.bincount(c["c4"].astype(int), minlength=4), n // 4)
-    np.testing.assert_array_equal(np.bincount(c["i6"].astype(int), minlength=6), n // 6)
-
-
-def test_random_design_marginals_are_calibrated():
-    """Log-Float is log-uniform, log-Int has P(v) = log((v+1)/v) / log((high+1)/low), linear Int
-    and categoricals are uniform (KS / chi-square against the textbook laws, fixed seed)."""
-    s = Space(
-        [
-            Float("lr", 1e-5, 1e-1, log=True),
-            Int("width", 2, 9, log=True),
-            Int("depth", 1, 6),
-            Categorical("c", ["a", "b", "c"]),
-        ]
-    )
-    n = 20000
-    c = s.sample(n, "random", seed=11)
-    u = (np.log(c["lr"]) - np.log(1e-5)) / (np.log(1e-1) - np.log(1e-5))
-    assert stats.kstest(u, "uniform").pvalue > 1e-3
-    v = np.arange(2, 10)
-    p_ref = np.log((v + 1) / v) / np.log(10 / 2)
-    obs = np.array([(c["width"] == x).sum() for x in v])
-    assert obs.sum() == n
-    assert stats.chisquare(obs, p_ref * n).pvalue > 1e-3
-    obs = np.bincount(c["depth"].astype(int) - 1, minlength=6)
-    assert stats.chisquare(obs).pvalue > 1e-3
-    obs = np.bincount(c["c"].astype(int), minlength=3)
-    assert stats.chisquare(obs).pvalue > 1e-3
-
-
-def test_grid_counts_with_condition():
-    s = opt_space()
-    g = s.grid({"lr": 3, "momentum": 4})
-    assert len(g["lr"]) == 3 + 12 + 3
-    s.validate(g)
-    opt = g["optimizer"]
-    assert np.bincount(opt.astype(int)).tolist() == [3, 12, 3]
-    np.testing.assert_array_equal(np.isnan(g["momentum"]), opt != 1)
-    np.testing.assert_allclose(np.unique(g["lr"]), [1e-4, 1e-4 * 10**1.5, 1e-1], rtol=1e-12)
-    np.testing.assert_allclose(np.unique(g["momentum"][opt == 1]), np.linspace(0.5, 0.99, 4))
-    rows = {tuple(np.nan_to_num(g[k][i], nan=-1) for k in s.names) for i in range(18)}
-    assert len(rows) == 18  # no duplicated configuration
-    # every (optimizer, lr) pair and, for momentum, every (lr, momentum) pair is present
-    pairs = {(g["lr"][i], g["momentum"][i]) for i in range(18) if opt[i] == 1}
-    assert len(pairs) == 12
-
-
-def test_grid_nested_conditions_count():
-    s = Space(
-        [
-            Categorical("opt", ["sgd", "momentum"]),
-            Bool("nesterov", condition={"opt": "momentum"}),
-            Float("x", 0, 1, condition={"nesterov": True}),
-            Int("depth", 1, 3),
-        ]
-    )
-    g = s.grid(levels={"x": 5})
-    # sgd: 1, momentum & !nesterov: 1, momentum & nesterov: 5 -> 7, times 3 depths
-    assert len(g["opt"]) == 7 * 3
-    s.validate(g)
-    assert len(s.decode(g)) == len({tuple(sorted(r.items())) for r in s.decode(g)})
-
-
-def test_grid_values():
-    s = Space(
-        [
-            Float("f", -1.0, 3.0),
-            Float("g", 1e-3, 1.0, log=True),
-            Int("few", 2, 4),
-            Int("many", 0, 100),
-            Int("logmany", 1, 1000, log=True),
-        ]
-    )
-    g = s.grid(levels={"f": 5, "g": 4, "few": 5, "many": 6, "logmany": 50})
-    assert len(g["f"]) == 5 * 4 * 3 * 6 * 50
-    np.testing.assert_array_equal(np.unique(g["f"]), [-1.0, 0.0, 1.0, 2.0, 3.0])
-    gv = np.unique(g["g"])
-    assert gv[0] == 1e-3 and gv[-1] == 1.0
-    np.testing.assert_allclose(np.diff(np.log10(gv)), 1.0, rtol=1e-12)
-    np.testing.assert_array_equal(np.unique(g["few"]), [2, 3, 4])
-    np.testing.assert_array_equal(np.unique(g["many"]), [0, 20, 40, 60, 80, 100])
-    lm = np.unique(g["logmany"])
-    assert len(lm) == 50 and lm[0] == 1 and lm[-1] == 1000
-    assert np.all(lm == np.round(lm))
-    # away from the merged small values, the points follow the geometric progression
-    ref = np.geomspace(1, 1000, 50)
-    np.testing.assert_allclose(lm[30:], np.round(ref[30:]), atol=0)
-    s.validate(g)
-
-
-def test_grid_errors():
-    s = opt_space()
-    with pytest.raises(ValueError, match="levels names unknown hyperparameter\\(s\\) \\['beta'\\]"):
-        s.grid({"beta": 3})
-    with pytest.raises(ValueError, match="levels for 'lr' must be an integer >= 2"):
-        s.grid({"lr": 1})
-    with pytest.raises(ValueError, match="levels for 'optimizer' must be an integer >= 2"):
-        s.grid(2.5)
-
-
-# ----------------------------------------------------------------------------- unit cube
-
-
-def ref_from_unit_column(p, u):
-    """Independent textbook maps, float64."""
-    if isinstance(p, Float):
-        if p.log:
-            return 10 ** (np.log10(p.low) + u * (np.log10(p.high) - np.log10(p.low)))
-        return p.low + u * (p.high - p.low)
-    if isinstance(p, Int) and p.log:
-        # integer v owns the u-interval [log(v/low), log((v+1)/low)) / log((high+1)/low)
-        L = np.log((p.high + 1) / p.low)
-        vals = np.arange(p.low, p.high + 1)
-        edges = np.log(vals / p.low) / L
-        return vals[np.searchsorted(edges, u, side="right") - 1].astype(float)
-    k = p.n_values
-    j = np.minimum((u * k).astype(int), k - 1)
-    return (p.low + j).astype(float) if isinstance(p, Int) else j.astype(float)
-
-
-def test_from_unit_matches_reference():
-    s = Space(
-        [
-            Float("f", -2.0, 5.0),
-            Float("lf", 1e-4, 10.0, log=True),
-            Int("i", -3, 7),
-            Int("li", 3, 300, log=True),
-            Categorical("c", ["a", "b", "c"]),
-            Bool("b"),
-        ]
-    )
-    rng = np.random.default_rng(0)
-    U = rng.random((5000, 6))
-    U[:6] = np.eye(6)  # exact 0 and 1 endpoints
-    U[6:12] = 1 - np.eye(6)
-    c = s.from_unit(U)
-    for j, p in enumerate(s):
-        ref = ref_from_unit_column(p, U[:, j])
-        if isinstance(p, Float):
-            np.testing.assert_allclose(c[p.name], ref, rtol=1e-12, err_msg=p.name)
-        else:
-            np.testing.assert_array_equal(c[p.name], ref, err_msg=p.name)
-    assert c["f"].min() == -2.0 and c["f"].max() == 5.0
-    assert c["lf"].min() >= 1e-4 and c["lf"].max() <= 10.0
-    assert c["i"].max() == 7 and c["c"].max() == 2 and c["b"].max() == 1
-
-
-def test_from_unit_inactive_and_errors():
-    s = opt_space()
-    U = np.array([[0.1, 0.5, 0.5], [0.5, 0.5, 0.5], [0.9, 0.5, 0.5]])
-    c = s.from_unit(U)
-    assert np.isnan(c["momentum"][0]) and np.isnan(c["momentum"][2])
-    assert c["momentum"][1] == pytest.approx(0.745)
-    with pytest.raises(ValueError, match="column 1 \\('lr'\\) has 1.5 outside \\[0, 1\\]"):
-        s.from_unit(np.array([[0.1, 1.5, 0.5]]))
-    with pytest.raises(ValueError, match="'momentum'\\) has nan outside"):
-        s.from_unit(np.array([[0.1, 0.5, np.nan]]))
-    with pytest.raises(ValueError, match="U must have shape \\(n, 3\\)"):
-        s.from_unit(np.zeros((4, 2)))
-
-
-def test_unit_round_trips():
-    s = Space(
-        [
-            Float("f", -2.0, 5.0),
-            Float("lf", 1e-4, 10.0, log=True),
-            Int("i", -3, 7),
-            Int("li", 1, 1000, log=True),
-            Categorical("c", ["a", "b", "c"]),
-            Bool("b", condition={"c": ["a", "c"]}),
-        ]
-    )
-    # discrete: every possible value round-trips exactly
-    n = 1000
-    rng = np.random.default_rng(1)
-    c = {
-        "f": rng.uniform(-2, 5, n),
-        "lf": np.exp(rng.uniform(np.log(1e-4), np.log(10.0), n)),
-        "i": np.resize(np.arange(-3, 8.0), n),
-        "li": np.arange(1, 1001.0),
-        "c": np.resize([0.0, 1.0, 2.0], n),
-        "b": np.resize([0.0, 1.0], n),
-    }
-    c["b"][c["c"] == 1] = np.nan
-    s.validate(c)
-    U = s.to_unit(c)
-    assert U.shape == (n, 6) and np.all((U[~np.isnan(U)] >= 0) & (U[~np.isnan(U)] <= 1))
-    np.testing.assert_array_equal(np.isnan(U[:, 5]), c["c"] == 1)
-    # bin centres
-    np.testing.assert_allclose(U[:, 2], (c["i"] + 3 + 0.5) / 11)
-    np.testing.assert_allclose(U[:, 4], (c["c"] + 0.5) / 3)
-    li = c["li"]
-    np.testing.assert_allclose(U[:, 3], np.log(np.sqrt(li * (li + 1))) / np.log(1001), rtol=1e-12)
-    U_filled = np.where(np.isnan(U), 0.5, U)
-    back = s.from_unit(U_filled)
-    for name in ["i", "li", "c", "b"]:
-        np.testing.assert_array_equal(back[name], c[name], err_msg=name)
-    np.testing.assert_allclose(back["f"], c["f"], rtol=1e-12)
-    np.testing.assert_allclose(back["lf"], c["lf"], rtol=1e-12)
-    # and the other way: to_unit(from_unit(U)) == U for the Float columns
-    U2 = rng.random((200, 6))
-    np.testing.assert_allclose(s.to_unit(s.from_unit(U2))[:, :2], U2[:, :2], rtol=1e-12, atol=1e-15)
-
-
 # ----------------------------------------------------------------------------- decode / encode
 
 
@@ -653,129 +450,7 @@ def test_encode_types():
     assert s.encode([])["depth"].shape == (0,)
 
 
-# ----------------------------------------------------------------------------- encodings
-
-
-def test_one_hot():
-    s = Space(
-        [
-            Categorical("opt", ["sgd", "momentum", "adam"]),
-            Float("lr", 1e-4, 1e-1, log=True),
-            Float("momentum", 0.5, 1.0, condition={"opt": "momentum"}),
-            Categorical("sched", ["cos", "step"], condition={"opt": ["momentum", "adam"]}),
-            Bool("bn"),
-            Int("depth", 2, 6),
-        ]
-    )
-    c = s.encode(
-        [
-            {"opt": "sgd", "lr": 1e-4, "bn": True, "depth": 2},
-            {"opt": "momentum", "lr": 1e-1, "momentum": 0.75, "sched": "step", "bn": False, "depth": 6},
-            {"opt": "adam", "lr": 1e-2, "sched": "cos", "bn": True, "depth": 3},
-        ]
-    )
-    X, names = s.one_hot(c)
-    assert names == [
-        "opt=sgd", "opt=momentum", "opt=adam", "lr", "momentum", "sched=cos", "sched=step", "bn",
-        "depth",
-    ]
-    nan = np.nan
-    ref = np.array(
-        [
-            [1, 0, 0, 0.0, nan, 0, 0, 1, 0.0],
-            [0, 1, 0, 1.0, 0.5, 0, 1, 0, 1.0],
-            [0, 0, 1, 2 / 3, nan, 1, 0, 1, 0.25],
-        ]
-    )
-    assert X.dtype == np.float64 and X.shape == (3, 9)
-    np.testing.assert_allclose(X, ref, rtol=1e-12, atol=1e-15)
-
-
-def novello_space():
-    return Space(
-        [
-            Float("lr", 1e-4, 1e-1, log=True),
-            Categorical("c", ["a", "b", "c"]),
-            Int("depth", 1, 4),
-            Int("width", 1, 64, log=True),
-            Bool("bn", condition={"c": "b"}),
-        ]
-    )
-
-
-def test_normalize_novello_bins_and_determinism():
-    s = novello_space()
-    c = s.sample(3000, "random", seed=0)
-    X = s.normalize(c, seed=1)
-    assert X.shape == (3000, 5) and X.dtype == np.float64
-    U = s.to_unit(c)
-    np.testing.assert_array_equal(X[:, 0], U[:, 0])  # Float: min-max on the log scale
-    np.testing.assert_allclose(
-        X[:, 0], (np.log(c["lr"]) - np.log(1e-4)) / (np.log(1e-1) - np.log(1e-4)), rtol=1e-12
-    )
-    # categorical / linear int: bin [j/k, (j+1)/k]
-    j = c["c"]
-    assert np.all((X[:, 1] >= j / 3) & (X[:, 1] <= (j + 1) / 3))
-    j = c["depth"] - 1
-    assert np.all((X[:, 2] >= j / 4) & (X[:, 2] <= (j + 1) / 4))
-    # log int: the log-scale bin of the value, the same bin from_unit maps back to the value
-    w = c["width"]
-    L = np.log(65.0)
-    assert np.all((X[:, 3] >= np.log(w) / L) & (X[:, 3] <= np.log(w + 1) / L))
-    # inactive stays NaN, active bool in its half
-    np.testing.assert_array_equal(np.isnan(X[:, 4]), c["c"] != 1)
-    act = c["c"] == 1
-    assert np.all((X[act, 4] >= c["bn"][act] / 2) & (X[act, 4] <= (c["bn"][act] + 1) / 2))
-    # the jittered value maps back to the original value
-    back = s.from_unit(np.nan_to_num(X, nan=0.5))
-    for name in ["c", "depth", "width", "bn"]:
-        np.testing.assert_array_equal(back[name], c[name], err_msg=name)
-    np.testing.assert_array_equal(s.normalize(c, seed=1), X)
-    X2 = s.normalize(c, seed=2)
-    assert not np.array_equal(X2[:, 1], X[:, 1])
-    np.testing.assert_array_equal(X2[:, 0], X[:, 0])
-    np.testing.assert_array_equal(s.normalize(c, method="unit"), U)
-    with pytest.raises(ValueError, match="method 'zscore' is not one of"):
-        s.normalize(c, method="zscore")
-
-
-def test_normalize_novello_jitter_is_uniform():
-    """Within its bin the jitter is U(0,1); a uniformly distributed discrete variable therefore
-    becomes U(0,1) on [0, 1] (KS tests, fixed seeds)."""
-    s = novello_space()
-    c = s.sample(4000, "random", seed=3)
-    X = s.normalize(c, seed=4)
-    pos_c = X[:, 1] * 3 - c["c"]
-    pos_d = X[:, 2] * 4 - (c["depth"] - 1)
-    for pos in (pos_c, pos_d):
-        assert stats.kstest(pos, "uniform").pvalue > 1e-3
-    assert stats.kstest(X[:, 1], "uniform").pvalue > 1e-3
-    assert stats.kstest(X[:, 2], "uniform").pvalue > 1e-3
-    # log-int sampled log-uniformly becomes U(0,1) too
-    assert stats.kstest(X[:, 3], "uniform").pvalue > 1e-3
-    # the jitter is independent of the value: the within-bin position has the same law per level
-    for k in range(3):
-        assert stats.kstest(pos_c[c["c"] == k], "uniform").pvalue > 1e-3
-    # and the KS test has power here: bin centres (method="unit") are far from uniform
-    assert stats.kstest(s.normalize(c, method="unit")[:, 1], "uniform").pvalue < 1e-6
-
-
-@pytest.mark.parametrize("design", ["sobol", "halton", "lhs"])
-def test_sample_is_scipy_qmc_through_from_unit(design):
-    """The quasi-random designs are scipy.stats.qmc's scrambled points (same seed) mapped by
-    from_unit: checked against the reference engine directly."""
-    from scipy.stats import qmc
-
-    s = big_space()
-    klass = {"sobol": qmc.Sobol, "halton": qmc.Halton, "lhs": qmc.LatinHypercube}[design]
-    try:
-        U = klass(len(s), scramble=True, rng=9).random(32)
-    except TypeError:
-        U = klass(len(s), scramble=True, seed=9).random(32)
-    ref = s.from_unit(U)
-    got = s.sample(32, design, seed=9)
-    for name in s.names:
-        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+# ----------------------------------------------------------------------------- interop
 
 
 def test_pickle_and_pandas_interop():
@@ -792,3 +467,303 @@ def test_pickle_and_pandas_interop():
     for name in s.names:
         np.testing.assert_array_equal(s.active(df)[name], s.active(c)[name])
     np.testing.assert_array_equal(s.to_unit(df), s.to_unit(c))
+
+
+# ----------------------------------------------------------------------------- threshold conditions
+
+
+def threshold_space():
+    """Section 4.3 of Novello et al. (2023): x3 exists where x2 > 0.5; and around it a range on an
+    Int parent, a threshold combined with an equality, and children of threshold-conditional
+    parents (a grandchild through a threshold, and a threshold on a threshold-conditional parent)."""
+    return Space(
+        [
+            Float("x1", 0.0, 1.0),
+            Float("x2", 0.0, 1.0),
+            Float("x3", 0.0, 1.0, condition={"x2": {"gt": 0.5}}),
+            Categorical("opt", ["sgd", "adam"]),
+            Int("depth", 1, 6),
+            Float("wide", 8.0, 512.0, log=True, condition={"depth": {"ge": 2, "lt": 5}}),
+            Float("beta", 0.5, 0.99, condition={"x1": (">=", 0.25), "opt": "adam"}),
+            Bool("flag", condition={"x3": {"<=": 0.4}}),
+            Float("deep", 0.0, 1.0, condition={"flag": True}),
+        ]
+    )
+
+
+def threshold_reference_activity(c):
+    """Activity written out by hand from the conditions of threshold_space."""
+    x3 = c["x2"] > 0.5
+    flag = x3 & (c["x3"] <= 0.4)  # NaN <= 0.4 is False where x3 is inactive
+    return {
+        "x1": np.ones(len(c["x1"]), bool), "x2": np.ones(len(c["x1"]), bool), "x3": x3,
+        "opt": np.ones(len(c["x1"]), bool), "depth": np.ones(len(c["x1"]), bool),
+        "wide": (c["depth"] >= 2) & (c["depth"] < 5),
+        "beta": (c["x1"] >= 0.25) & (c["opt"] == 1),
+        "flag": flag, "deep": flag & (c["flag"] == 1),
+    }
+
+
+def test_threshold_forms_are_one_condition():
+    forms = [{"gt": 0.5}, {">": 0.5}, (">", 0.5), Threshold(gt=0.5), {"gt": np.float64(0.5)}]
+    conds = [Float("x3", 0, 1, condition={"x2": f}).condition for f in forms]
+    assert all(c == {"x2": Threshold(gt=0.5)} for c in conds)
+    r = Threshold.from_mapping({"gt": 0.2, "<=": 0.8})
+    assert r == Threshold(gt=0.2, le=0.8) and (r.lower, r.upper) == (0.2, 0.8)
+    assert r.describe("x2") == "0.2 < x2 <= 0.8" and Threshold(ge=1).describe("d") == "d >= 1"
+    assert r.to_dict() == {"gt": 0.2, "le": 0.8}
+    np.testing.assert_array_equal(
+        r.holds([0.1, 0.2, 0.5, 0.8, 0.9, np.nan]), [False, False, True, True, False, False]
+    )
+    np.testing.assert_array_equal(Threshold(ge=0.2).holds([0.2, 0.19]), [True, False])
+    np.testing.assert_array_equal(Threshold(lt=0.2).holds([0.2, 0.19]), [False, True])
+    # a list is always a list of values (for discrete parents), never a comparison
+    assert Int("k", 0, 1, condition={"d": [2, 3]}).condition == {"d": (2, 3)}
+
+
+@pytest.mark.parametrize(
+    "condition, error, match",
+    [
+        ({"x2": {"gte": 0.5}}, ValueError, "'x3': condition on 'x2': unknown comparison 'gte' \\(did you mean 'ge'\\?\\); use gt, ge, lt, le"),
+        ({"x2": {"eq": 0.5}}, ValueError, "unknown comparison 'eq' \\(for equality, list the allowed values"),
+        ({"x2": {}}, ValueError, "'x3': condition on 'x2': give at least one of gt, ge, lt, le"),
+        ({"x2": {"gt": 0.1, "ge": 0.2}}, ValueError, "give gt or ge, not both"),
+        ({"x2": {"lt": 0.1, "<=": 0.2}}, ValueError, "give lt or le, not both"),
+        ({"x2": {"gt": 0.8, "lt": 0.2}}, ValueError, "0.8 < x < 0.2 holds for no value"),
+        ({"x2": {"gt": 0.5, "lt": 0.5}}, ValueError, "holds for no value"),
+        ({"x2": {"gt": float("nan")}}, ValueError, "'x3': condition on 'x2': gt=nan is not finite"),
+        ({"x2": {"gt": "0.5"}}, TypeError, "'x3': condition on 'x2': gt='0.5' must be a real number"),
+        ({"x2": {"gt": True}}, TypeError, "gt=True must be a real number"),
+    ],
+)
+def test_threshold_malformed(condition, error, match):
+    with pytest.raises(error, match=match):
+        Float("x3", 0, 1, condition=condition)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (
+            [Categorical("opt", ["sgd", "adam"]), Float("lr", 0.1, 1, condition={"opt": {"gt": 0}})],
+            "'lr': condition opt > 0 compares a Categorical parent; comparisons need a Float or Int "
+            "parent. For Categorical 'opt', list the allowed values instead, e.g. \\{'opt': \\['sgd'\\]\\}",
+        ),
+        (
+            [Bool("bn"), Float("lr", 0.1, 1, condition={"bn": (">", 0.5)})],
+            "'lr': condition bn > 0.5 compares a Bool parent",
+        ),
+        (
+            [Float("x2", 0, 1), Float("x3", 0, 1, condition={"x2": {"gt": 1.5}})],
+            "'x3': condition x2 > 1.5: threshold gt=1.5 is outside the bounds \\[0.0, 1.0\\] of parent 'x2'",
+        ),
+        (
+            [Float("x2", 0, 1), Float("x3", 0, 1, condition={"x2": {"ge": -0.5, "lt": 0.5}})],
+            "threshold ge=-0.5 is outside the bounds",
+        ),
+        (
+            [Float("x2", 0, 1), Float("x3", 0, 1, condition={"x2": {"gt": 1.0}})],
+            "'x3': condition x2 > 1.0 leaves no room in \\[0.0, 1.0\\].*'x3' would never be active",
+        ),
+        (
+            [Float("x2", 0, 1), Float("x3", 0, 1, condition={"x2": {"ge": 1.0}})],
+            "x2 >= 1.0 leaves no room",  # a single point: a design (almost) never draws it
+        ),
+        (
+            [Float("x2", 0, 1), Float("x3", 0, 1, condition={"x2": {"ge": 0.5, "le": 0.5}})],
+            "leaves no room",
+        ),
+        (
+            [Int("d", 1, 4), Float("x3", 0, 1, condition={"d": {"gt": 4}})],
+            "'x3': condition d > 4 leaves no room in \\[1, 4\\]",
+        ),
+        (
+            [Int("d", 1, 4), Float("x3", 0, 1, condition={"d": {"gt": 2.2, "lt": 2.9}})],
+            "leaves no room",
+        ),
+        (
+            [Float("p", 0, 1), Float("lr", 0.1, 1, condition={"p": 0.5})],
+            "'lr'.*condition on Float parent 'p' lists values; a Float parent takes a comparison, "
+            "e.g. \\{'p': \\{'gt': 0.5\\}\\}",
+        ),
+    ],
+)
+def test_threshold_space_validation(params, match):
+    with pytest.raises(ValueError, match=match):
+        Space(params)
+
+
+def test_threshold_within_bounds_is_accepted():
+    """Thresholds at the bounds with room left, on Float and (non-integral) on Int parents."""
+    s = Space(
+        [
+            Float("x", 0, 1),
+            Int("d", 1, 4),
+            Bool("a", condition={"x": {"gt": 0.0}}),
+            Bool("b", condition={"x": {"le": 1.0}}),
+            Bool("c", condition={"d": {"gt": 3.5, "le": 4}}),
+            Bool("e", condition={"d": {"ge": 1.5, "lt": 2.5}}),
+        ]
+    )
+    c = {"x": np.array([0.0, 0.5, 1.0, 1.0]), "d": np.array([1.0, 2.0, 3.0, 4.0])}
+    c.update(a=np.array([np.nan, 0, 1, 1]), b=np.zeros(4), c=np.array([np.nan] * 3 + [1.0]),
+             e=np.array([np.nan, 0, np.nan, np.nan]))
+    s.validate(c)
+    act = s.active(c)
+    np.testing.assert_array_equal(act["a"], [False, True, True, True])
+    np.testing.assert_array_equal(act["c"], [False, False, False, True])
+    np.testing.assert_array_equal(act["e"], [False, True, False, False])
+
+
+def hand_built_threshold_configs():
+    nan = np.nan
+    return {
+        "x1": np.array([0.1, 0.25, 0.9, 0.3, 0.0, 0.7]),
+        "x2": np.array([0.5, 0.51, 1.0, 0.0, 0.8, 0.6]),  # row 0: on the threshold (x2 > 0.5 fails)
+        "x3": np.array([nan, 0.4, 0.9, nan, 0.1, 0.0]),
+        "opt": np.array([1, 1, 1, 0, 0, 1.0]),
+        "depth": np.array([1, 2, 4, 5, 6, 3.0]),
+        "wide": np.array([nan, 8.0, 512.0, nan, nan, 64.0]),
+        "beta": np.array([nan, 0.9, 0.5, nan, nan, 0.6]),
+        "flag": np.array([nan, 1, nan, nan, 0, 1.0]),  # x3 <= 0.4: rows 1, 4, 5
+        "deep": np.array([nan, 0.3, nan, nan, nan, 0.2]),
+    }
+
+
+def test_threshold_activity_on_hand_built_configs():
+    s = threshold_space()
+    c = hand_built_threshold_configs()
+    s.validate(c)
+    act = s.active(c)
+    ref = threshold_reference_activity(c)
+    for name in s.names:
+        np.testing.assert_array_equal(act[name], ref[name], err_msg=name)
+    np.testing.assert_array_equal(act["x3"], [False, True, True, False, True, True])
+    np.testing.assert_array_equal(act["deep"], [False, True, False, False, False, True])
+    # the activity follows the parents' values only
+    c2 = dict(c, x2=np.array([0.2, 0.51, 1.0, 0.0, 0.8, 0.6]))
+    np.testing.assert_array_equal(s.active(c2)["x3"], act["x3"])
+    c3 = dict(c, x2=np.array([0.50001, 0.51, 1.0, 0.0, 0.8, 0.6]))
+    assert s.active(c3)["x3"][0] and s.active(c3)["flag"][0] == (c["x3"][0] <= 0.4)
+
+
+@pytest.mark.parametrize(
+    "column, values, match",
+    [
+        ("x3", [0.3, 0.4, 0.9, np.nan, 0.1, 0.0], "'x3' holds 0.3 in row 0 where it is inactive .*active where x2 > 0.5"),
+        ("x3", [np.nan, np.nan, 0.9, np.nan, 0.1, 0.0], "'x3' is NaN in row 1 where it is active"),
+        ("wide", [8.0, 8.0, 512.0, np.nan, np.nan, 64.0], "'wide' holds 8.0 in row 0 .*2 <= depth < 5"),
+        ("beta", [np.nan, 0.9, 0.5, 0.7, np.nan, 0.6], "'beta' holds 0.7 in row 3 .*x1 >= 0.25 and opt == 'adam'"),
+        ("flag", [np.nan, 1, 0, np.nan, 0, 1.0], "'flag' holds 0.0 in row 2 .*x3 <= 0.4"),
+    ],
+)
+def test_threshold_validate_errors(column, values, match):
+    s = threshold_space()
+    c = hand_built_threshold_configs()
+    c[column] = np.array(values, dtype=float)
+    with pytest.raises(ValueError, match=match):
+        s.validate(c)
+
+
+def test_threshold_dict_round_trip_json_and_toml():
+    import pickle
+    import tomllib
+
+    s = threshold_space()
+    d = s.to_dict()
+    assert d["x3"]["condition"] == {"x2": {"gt": 0.5}}
+    assert d["wide"]["condition"] == {"depth": {"ge": 2, "lt": 5}}
+    assert d["beta"]["condition"] == {"x1": {"ge": 0.25}, "opt": ["adam"]}
+    assert Space.from_dict(json.loads(json.dumps(d))) == s
+    assert Space.from_dict(json.loads(json.dumps(d))).to_dict() == d
+    toml = """
+[x1]
+type = "float"
+low = 0.0
+high = 1.0
+[x2]
+type = "float"
+low = 0.0
+high = 1.0
+[x3]
+type = "float"
+low = 0.0
+high = 1.0
+condition = { x2 = { gt = 0.5 } }
+[opt]
+type = "categorical"
+choices = ["sgd", "adam"]
+[depth]
+type = "int"
+low = 1
+high = 6
+[wide]
+type = "float"
+low = 8.0
+high = 512.0
+log = true
+condition = { depth = { ge = 2, lt = 5 } }
+[beta]
+type = "float"
+low = 0.5
+high = 0.99
+condition = { x1 = { ">=" = 0.25 }, opt = ["adam"] }
+[flag]
+type = "bool"
+condition = { x3 = { le = 0.4 } }
+[deep]
+type = "float"
+low = 0.0
+high = 1.0
+condition = { flag = [true] }
+"""
+    assert Space.from_dict(tomllib.loads(toml)) == s
+    assert pickle.loads(pickle.dumps(s)) == s
+    bad = tomllib.loads(toml.replace("x2 = { gt = 0.5 }", "x2 = { gte = 0.5 }"))
+    with pytest.raises(ValueError, match="'x3': condition on 'x2': unknown comparison 'gte'"):
+        Space.from_dict(bad)
+    bad = tomllib.loads(toml.replace("x2 = { gt = 0.5 }", "x2 = { gt = 2.0 }"))
+    with pytest.raises(ValueError, match="'x3': condition x2 > 2.0: threshold gt=2.0 is outside"):
+        Space.from_dict(bad)
+    bad = tomllib.loads(toml.replace('opt = ["adam"]', "opt = { gt = 0 }"))
+    with pytest.raises(ValueError, match="'beta': condition opt > 0 compares a Categorical parent"):
+        Space.from_dict(bad)
+    bad = tomllib.loads(toml.replace("x2 = { gt = 0.5 }", 'x2 = { gt = "half" }'))
+    with pytest.raises(ValueError, match="'x3': condition on 'x2': gt='half' must be a real number"):
+        Space.from_dict(bad)
+
+
+def test_threshold_decode_encode():
+    s = threshold_space()
+    c = hand_built_threshold_configs()
+    records = s.decode(c)
+    assert "x3" not in records[0] and records[1]["x3"] == 0.4 and records[1]["deep"] == 0.3
+    assert "flag" not in records[2] and records[4]["flag"] is False and "deep" not in records[4]
+    back = s.encode(records)
+    for name in s.names:
+        np.testing.assert_array_equal(back[name], c[name], err_msg=name)
+    rec = dict(records[0], x3=0.2)
+    with pytest.raises(ValueError, match="record 0 gives 'x3'=0.2 but 'x3' is inactive \\(its condition x2 > 0.5 fails\\)"):
+        s.encode([rec])
+    with pytest.raises(ValueError, match="record 0 lacks hyperparameter 'x3', which is active"):
+        s.encode([dict(records[0], x2=0.75)])
+
+
+def test_conveniences_delegate_to_design_and_encoding():
+    from hsens_jax import design, encoding
+
+    s = threshold_space()
+    c = s.sample(32, "sobol", seed=2)
+    ref = design.sample(s, 32, kind="sobol", seed=2)
+    g, gref = s.grid({"x1": 2, "x2": 3, "x3": 2, "depth": 2, "wide": 2, "beta": 2, "deep": 2}), \
+        design.grid(s, {"x1": 2, "x2": 3, "x3": 2, "depth": 2, "wide": 2, "beta": 2, "deep": 2})
+    for name in s.names:
+        np.testing.assert_array_equal(c[name], ref[name])
+        np.testing.assert_array_equal(g[name], gref[name])
+    U = np.random.default_rng(0).random((10, len(s)))
+    for name, col in s.from_unit(U).items():
+        np.testing.assert_array_equal(col, encoding.from_unit(s, U)[name])
+    np.testing.assert_array_equal(s.to_unit(c), encoding.to_unit(s, c))
+    np.testing.assert_array_equal(s.normalize(c, seed=4), encoding.normalize(s, c, seed=4))
+    np.testing.assert_array_equal(s.one_hot(c)[0], encoding.one_hot(s, c)[0])
+    assert s.one_hot(c)[1] == encoding.one_hot(s, c)[1]
