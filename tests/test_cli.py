@@ -51,7 +51,8 @@ def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
     res = load_results(tmp_path / "run")
     assert res.metrics["final_val_loss"].shape == (4, 1) and np.isfinite(res.metrics["final_val_loss"]).all()
     assert main(["show", str(tmp_path / "run"), "--top", "2"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "ranked by final_val_loss (minimize)" and len(lines) == 5
 
 
 def test_sweep_splits_the_cpu_into_devices(tmp_path):
