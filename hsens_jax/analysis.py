@@ -141,14 +141,16 @@ class SensitivityReport:
         return (n > 0) & (n < self.settings.get("small_n", SMALL_N))
 
     def pairs(self, objective: str | None = None) -> list[tuple[int, int]]:
-        """Pairs ``(i, j)``, ``i < j``, with an interaction index, largest HSIC-ANOVA index first."""
+        """Pairs ``(i, j)``, ``i < j``, with an interaction index, largest HSIC-ANOVA index first
+        (pairs from fewer than ``settings["small_n"]`` configurations after the others)."""
         obj = self.objectives[self._row(objective)]
         part = self.interaction_parts.get(obj)
         if part is None:
             return []
         d = len(self.names)
+        small_n = self.settings.get("small_n", SMALL_N)
         cand = [(i, j) for i in range(d) for j in range(i + 1, d) if np.isfinite(part[i, j])]
-        return sorted(cand, key=lambda p: -part[p])
+        return sorted(cand, key=lambda p: (bool(self.interaction_n[obj][p] < small_n), -part[p]))
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per index: first-order rows (``kind="main"``), then pairs (``kind="pair"``)."""

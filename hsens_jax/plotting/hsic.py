@@ -76,7 +76,8 @@ def plot_hsic(result, names=None, metric="r2", ax=None, alpha=0.05, sort=False, 
         n = np.asarray(n, dtype=int)
         if n.shape != (d,):
             raise ValueError(f"n must have shape ({d},) like the indices, got {n.shape}")
-        labels = [f"{lab}\n(n={k})" for lab, k in zip(labels, n)]
+        sep = " " if d > 6 else "\n"  # rotated labels stay on one line
+        labels = [f"{lab}{sep}(n={k})" for lab, k in zip(labels, n)]
     small = np.zeros(d, bool) if n is None or small_n is None else (n > 0) & (n < small_n)
     ax = _axes(ax)
     has_p = np.isfinite(pv).any()
