@@ -73,11 +73,17 @@ def _parser() -> argparse.ArgumentParser:
                                     "write sensitivity.json/.csv (and plots) into the run directory.")
     an.add_argument("run_dir", help="a run directory written by `hsens sweep` or `hsens demo`")
     _analysis_args(an)
-    an.add_argument("--interactions", action="store_true", help="also the R2-HSIC of pairs of hyperparameters")
+    an.add_argument("--interactions", action="store_true",
+                    help="also pairs of hyperparameters: their R2-HSIC and their second-order HSIC-ANOVA index "
+                         "(the interaction with main effects removed)")
 
-    show = sub.add_parser("show", help="print the best configurations of a finished run")
+    show = sub.add_parser("show", help="print the best configurations of a finished run",
+                          description="Print the best configurations of a run, ranked by one metric in its "
+                                      "recorded direction, with the mean and spread over seeds of each metric.")
     show.add_argument("run_dir", help="a run directory written by `hsens sweep` or `hsens demo`")
     show.add_argument("--objective", default="final_val_loss", help="metric to rank by (default final_val_loss)")
+    show.add_argument("--direction", choices=("minimize", "maximize"), default=None,
+                      help="rank lowest or highest first (default: the direction the run records for the metric)")
     show.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     _data_parser(sub)
     return p
@@ -123,18 +129,47 @@ def _analysis_args(p, objectives=("final_val_loss",)):
                         "final_val_loss, best_val_accuracy, param_count, flops_per_example")
     p.add_argument("--target", type=float, default=None, metavar="Q",
                    help="goal-oriented analysis of the best fraction Q of configurations (e.g. 0.1)")
+    p.add_argument("--direction", action="append", dest="directions", metavar="[NAME=]DIR",
+                   help="minimize or maximize: the direction of every objective, or NAME=DIR for one "
+                        "(default: the direction the run records; needed with --target and for diverged runs)")
+    p.add_argument("--estimator", choices=("U", "V"), default="U",
+                   help="HSIC estimator of the indices and p-values (default U, unbiased); rankings always "
+                        "use the U-statistic R2-HSIC, indices from fewer than 30 configurations after the others")
+    p.add_argument("--pvalue", choices=("permutation", "gamma", "none"), default="permutation",
+                   help="independence test for the p-values (default permutation)")
     p.add_argument("--permutations", type=int, default=1000, help="permutations for the p-values (default 1000)")
+    p.add_argument("--diverged", choices=("rank", "clip", "drop"), default="rank",
+                   help="how runs flagged as diverged enter the indices: rank (default: rank-transformed "
+                        "objective, diverged runs tied last), clip (to the worst other value, or --cap), drop")
+    p.add_argument("--cap", type=float, default=None, help="the value diverged runs are clipped to (--diverged clip)")
     p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
     p.set_defaults(default_objectives=list(objectives))
+
+
+def _directions(values):
+    """``--direction`` values: one bare direction for all objectives, or NAME=DIR items."""
+    if not values:
+        return None
+    bare = [v for v in values if "=" not in v]
+    named = dict(v.split("=", 1) for v in values if "=" in v)
+    if bare and (len(bare) > 1 or named):
+        raise ValueError(f"--direction: give one direction for all objectives or NAME=DIR items, got {values}")
+    return bare[0] if bare else named
 
 
 def _analyze(result, run_dir, args, interactions=False):
     from hsens_jax.analysis import analyze
 
     objectives = args.objectives or args.default_objectives
-    report = analyze(result, objectives, target=args.target, n_permutations=args.permutations,
-                     interactions=interactions)
-    print("\nSensitivity (R2-HSIC with permutation p-values; normalization of Novello et al. 2023):\n")
+    if args.permutations < 1:
+        raise ValueError(f"--permutations must be >= 1, got {args.permutations}")
+    pvalue = None if args.pvalue == "none" else args.pvalue
+    report = analyze(result, objectives, target=args.target, directions=_directions(args.directions),
+                     pvalue=pvalue, n_permutations=args.permutations, estimator=args.estimator,
+                     diverged=args.diverged, cap=args.cap, interactions=interactions)
+    tests = {"permutation": f"permutation p-values ({args.permutations} permutations)",
+             "gamma": "Gamma-approximation p-values", "none": "no p-values"}[args.pvalue]
+    print(f"\nSensitivity (R2-HSIC, {args.estimator}-statistic, {tests}; normalization of Novello et al. 2023):\n")
     print(report.table())
     stem = "sensitivity" if args.target is None else f"sensitivity_target{args.target:g}"
     files = report.save(run_dir, stem)
@@ -145,22 +180,19 @@ def _analyze(result, run_dir, args, interactions=False):
         import matplotlib.pyplot as plt
 
         for obj in report.objectives:
-            fig, ax = plt.subplots(figsize=(7, 3.5))
+            fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(report.names) + 2), 4))
             report.plot(obj, ax=ax)
             fig.tight_layout()
             f = Path(run_dir) / f"{stem}_{obj}.png"
             fig.savefig(f, dpi=120)
             plt.close(fig)
             files.append(f)
-        if interactions:
-            from hsens_jax.plotting.hsic import plot_interactions
-
-            for obj, mat in report.interactions.items():
-                fig, ax = plt.subplots(figsize=(6, 5))
-                plot_interactions(mat, list(report.names), ax=ax)
-                ax.set_title(f"R2-HSIC of pairs: {obj}")
+        for obj in report.interactions:
+            for part, suffix in (("interaction", "interactions"), ("pair", "pairs")):
+                fig, ax = plt.subplots(figsize=(6.5, 5.5))
+                report.plot_interactions(obj, part=part, ax=ax)
                 fig.tight_layout()
-                f = Path(run_dir) / f"{stem}_{obj}_interactions.png"
+                f = Path(run_dir) / f"{stem}_{obj}_{suffix}.png"
                 fig.savefig(f, dpi=120)
                 plt.close(fig)
                 files.append(f)
@@ -239,8 +271,10 @@ def main(argv=None) -> int:
         elif args.command == "show":
             from hsens_jax.results import load_results
 
+            if args.top < 1:
+                raise ValueError(f"--top must be >= 1, got {args.top}")
             result = load_results(args.run_dir)
-            print(result.table(args.objective, k=args.top))
+            print(result.table(args.objective, k=args.top, direction=args.direction))
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"hsens {args.command}: error: {e}", file=sys.stderr)
         return 2

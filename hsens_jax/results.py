@@ -66,6 +66,11 @@ CURVES = ("train_curve", "val_loss_curve", "val_accuracy_curve")
 
 DIRECTIONS = ("minimize", "maximize")
 
+DIVERGENCE_REASONS = ("", "non_finite", "loss_blowup", "chance_level")
+"""Names of the codes in ``metrics["diverged_reason"]`` ((K, S) ints, 0 = not diverged). Runs
+written before reasons were recorded have ``diverged`` only: readers treat its flagged runs as
+``non_finite``."""
+
 BUILTIN_DIRECTIONS = {
     "final_val_loss": "minimize", "best_val_loss": "minimize", "final_train_loss": "minimize",
     "test_loss": "minimize", "final_val_accuracy": "maximize", "best_val_accuracy": "maximize",
@@ -201,23 +206,64 @@ class SweepResult:
         order = np.argsort(np.where(np.isnan(values), np.inf, signed), kind="stable")
         return order[:k]
 
-    def table(self, objective: str = "final_val_loss", k: int = 10) -> str:
-        """A plain-text table of the ``k`` best configurations."""
-        idx = self.best(objective, k)
+    def table(self, objective: str = "final_val_loss", k: int = 10, direction: str | None = None) -> str:
+        """A plain-text table of the ``k`` best configurations by ``objective``.
+
+        The first line names the metric the rows are ranked by and its direction (``direction``,
+        default :meth:`direction`). Metric columns show the mean over a configuration's runs
+        (seeds, and folds where there are any) ``± std`` when it has several; ``diverged`` is
+        the fraction of its runs flagged as diverged. Configurations whose objective has no
+        value yet (NaN with no diverged run: not computed) are left out, and a last line says
+        how many.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k (--top) must be a positive integer, got {k!r}")
+        direction = check_direction(direction) if direction is not None else self.direction(objective)
+        values = self.objective(objective)
+        n_configs = len(values)
+
+        def per_run(name):  # (K, R): every run (seed, fold...) of each configuration
+            m = np.asarray(self.metrics[name], float)
+            return m.reshape(len(m), -1)
+
+        flagged = (per_run("diverged") > 0).any(axis=1) if "diverged" in self.metrics \
+            else np.zeros(n_configs, bool)
+        missing = np.isnan(values) & ~flagged
+        order = [i for i in self.best(objective, n_configs, direction) if not missing[i]][:k]
+        idx = np.asarray(order, dtype=int)
+        shown = [objective] + [m for m in ("final_val_loss", "final_val_accuracy", "param_count")
+                               if m in self.metrics and m != objective]
+        n_runs = per_run(objective).shape[1]
+
+        def cell(name, i):
+            m = per_run(name)
+            mean = self.objective(name)[i]
+            if np.isnan(mean):
+                return "-"
+            if m.shape[1] == 1 or np.isfinite(m[i]).sum() < 2:
+                return f"{mean:.4g}"
+            return f"{mean:.4g} ± {np.nanstd(m[i]):.2g}"
+
         decoded = self.space.decode({n: c[idx] for n, c in self.configs.items()})
-        cols = ["rank"] + list(self.space.names) + ["val_loss", "val_acc", "params", "diverged"]
-        loss = self.objective("final_val_loss")
-        acc = self.objective("final_val_accuracy")
-        div = self.objective("diverged")
+        cols = ["rank"] + list(self.space.names) + shown + (["diverged"] if "diverged" in self.metrics else [])
         rows = []
-        for r, (k_, hp) in enumerate(zip(idx, decoded)):
+        for r, (i, hp) in enumerate(zip(idx, decoded)):
             row = [str(r + 1)] + [_fmt(hp.get(n, "-")) for n in self.space.names]
-            row += [f"{loss[k_]:.4f}", "-" if np.isnan(acc[k_]) else f"{acc[k_]:.4f}",
-                    f"{int(self.metrics['param_count'][k_])}", f"{div[k_]:.0%}" if div[k_] else "no"]
+            row += [cell(name, i) for name in shown]
+            if "diverged" in self.metrics:
+                frac = float(np.mean(per_run("diverged")[i] > 0))
+                row.append(f"{frac:.0%}" if frac else "no")
             rows.append(row)
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
         line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
-        return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])
+        spread = (f"; metrics: mean ± std over {n_runs} " + ("seeds" if np.ndim(self.metrics[objective]) == 2
+                                                               else "runs (seeds x folds)")) if n_runs > 1 else ""
+        lines = [f"ranked by {objective} ({direction}){spread}", line(cols), line(["-" * w for w in widths])]
+        lines += [line(r) for r in rows]
+        if missing.any():
+            lines.append(f"({int(missing.sum())} of {n_configs} configurations have no {objective} yet "
+                         f"(not computed): left out)")
+        return "\n".join(lines)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``results.npz``, ``results.csv``, ``configs.npz`` and ``meta.json`` into ``path``.

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from hsens_jax.cli import main
 from hsens_jax.results import load_results
@@ -51,7 +52,8 @@ def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
     res = load_results(tmp_path / "run")
     assert res.metrics["final_val_loss"].shape == (4, 1) and np.isfinite(res.metrics["final_val_loss"]).all()
     assert main(["show", str(tmp_path / "run"), "--top", "2"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "ranked by final_val_loss (minimize)" and len(lines) == 5
 
 
 def test_sweep_splits_the_cpu_into_devices(tmp_path):
@@ -91,3 +93,72 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
     # a second run resumes from the saved chunks instead of training again
     assert main(["demo", "--n-configs", "16", "--epochs", "1", "--output", str(out_dir), "--permutations", "50",
                  "--no-progress", "--no-plot"]) == 0
+
+
+def _hand_built_run(path, n=64):
+    """A saved run without training: the loss depends on the learning rate, `val_f1` is a
+    maximized score whose direction the run records, `mystery` has no recorded direction."""
+    from hsens_jax.results import SweepResult
+    from hsens_jax.space import Categorical, Float, Space
+
+    space = Space([Float("learning_rate", 1e-4, 1.0, log=True), Categorical("optimizer", ["sgd", "adam"]),
+                   Float("dropout", 0.0, 0.5)])
+    configs = space.sample(n, "random", seed=0)
+    rng = np.random.default_rng(0)
+    u = (np.log10(configs["learning_rate"]) + 4) / 4
+    loss = (u - 0.6)[:, None] ** 2 + 0.05 * rng.normal(size=(n, 2))
+    metrics = {"final_val_loss": loss, "val_f1": 1 - loss, "mystery": loss.copy(),
+               "diverged": np.zeros((n, 2), bool), "param_count": np.full(n, 100)}
+    metrics["diverged"][:3] = True
+    metrics["diverged_reason"] = np.where(metrics["diverged"], 2, 0).astype(np.int8)
+    metrics["final_val_loss"][:3] = metrics["val_f1"][:3] = 1e5  # blown up: finite, flagged
+    metrics["final_val_loss"][3:7] = metrics["val_f1"][3:7] = np.nan  # not computed yet
+    SweepResult(space, configs, np.array([0, 1]), metrics, {"directions": {"val_f1": "maximize"}}).save(path)
+    return path
+
+
+def test_show_names_the_ranking_metric_its_direction_and_the_spread(tmp_path, capsys):
+    run = _hand_built_run(tmp_path / "run")
+    assert main(["show", str(run), "--objective", "val_f1", "--top", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "ranked by val_f1 (maximize); metrics: mean ± std over 2 seeds"
+    assert len(lines) == 3 + 3 + 1 and "±" in lines[3]
+    assert lines[-1] == "(4 of 64 configurations have no val_f1 yet (not computed): left out)"
+    best = float(lines[3].split()[4])
+    assert main(["show", str(run), "--objective", "val_f1", "--direction", "minimize", "--top", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("ranked by val_f1 (minimize)") and float(lines[3].split()[4]) < best
+    assert main(["show", str(run), "--objective", "mystery"]) == 2
+    assert "no direction is recorded for 'mystery'" in capsys.readouterr().err
+    assert main(["show", str(run), "--top", "-1"]) == 2
+    assert "--top must be >= 1, got -1" in capsys.readouterr().err
+
+
+def test_analyze_estimator_pvalue_direction_and_a_partial_run(tmp_path, capsys):
+    import json
+
+    run = _hand_built_run(tmp_path / "run")
+    assert main(["analyze", str(run), "--objective", "mystery", "--target", "0.25", "--direction", "maximize",
+                 "--estimator", "V", "--pvalue", "gamma", "--no-plot"]) == 0
+    captured = capsys.readouterr()
+    assert "mystery (maximize), goal: best 25%" in captured.out
+    assert "R2-HSIC(U)" in captured.out and "R2-HSIC(V)" in captured.out and "Gamma" in captured.out
+    doc = json.loads((run / "sensitivity_target0.25.json").read_text())
+    assert doc["settings"]["estimator"] == "V" and doc["settings"]["pvalue"] == "gamma"
+    assert doc["directions"] == {"mystery": "maximize"}
+    # a partial run: the configurations not computed yet are left out, and the report says so
+    with pytest.warns(UserWarning, match="val_f1: 4 of 64 configurations have no value yet"):
+        assert main(["analyze", str(run), "--objective", "val_f1", "--pvalue", "none", "--no-plot"]) == 0
+    captured = capsys.readouterr()
+    assert "left out: 4 of 64 configurations have no value yet" in captured.out
+    assert "diverged: 6 of 128 runs (6 loss_blowup): ranked last" in captured.out
+    rows = [line.split() for line in captured.out.splitlines() if line.startswith("  learning_rate")]
+    assert rows[0][2] == "-"  # no p-value asked
+    with pytest.warns(UserWarning, match="no value yet"):
+        assert main(["analyze", str(run), "--objective", "val_f1", "--diverged", "clip", "--cap", "0.5",
+                     "--pvalue", "none", "--no-plot"]) == 0
+    assert "clipped to 0.5" in capsys.readouterr().out
+    assert main(["analyze", str(run), "--objective", "mystery", "--target", "0.25", "--no-plot"]) == 2
+    assert "--direction mystery=maximize" in capsys.readouterr().err
+    assert main(["analyze", str(run), "--direction", "up", "--no-plot"]) == 2
+    assert "direction must be 'minimize' or 'maximize'" in capsys.readouterr().err

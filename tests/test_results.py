@@ -65,7 +65,8 @@ def test_objective_best_and_table():
     assert list(res.best("final_val_loss", 2)) == [1, 0]
     assert list(res.best("final_val_accuracy", 1)) == [1]
     text = res.table(k=3)
-    assert "adam" in text.splitlines()[2] and "50%" in text
+    assert text.splitlines()[0].startswith("ranked by final_val_loss (minimize)")
+    assert "adam" in text.splitlines()[3] and "50%" in text
     with pytest.raises(ValueError, match="unknown objective"):
         res.objective("loss")
     with pytest.raises(ValueError, match="curve"):
@@ -454,3 +455,22 @@ def test_files_follow_the_umask(tmp_path):
     assert len(swept) == 4
     for f in swept:
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+def test_table_names_its_ranking_shows_spreads_and_leaves_out_missing_runs():
+    res = _result()
+    res.metrics["val_f1"] = np.array([[0.2, 0.4], [0.9, 0.7], [0.5, 0.5]])
+    res.meta["directions"] = {"val_f1": "maximize"}
+    lines = res.table("val_f1", k=3).splitlines()
+    assert lines[0] == "ranked by val_f1 (maximize); metrics: mean ± std over 2 seeds"
+    assert lines[1].split()[4:7] == ["val_f1", "final_val_loss", "final_val_accuracy"]
+    assert "0.8 ± 0.1" in lines[3] and "0.3 ± 0.1" in lines[5]  # best first, spread over seeds
+    assert res.table("val_f1", k=1, direction="minimize").splitlines()[3].split()[1] == "0.01"
+    res.metrics["val_f1"][1] = np.nan  # not computed yet (not flagged)
+    text = res.table("val_f1", k=3)
+    assert len(text.splitlines()) == 3 + 2 + 1
+    assert text.splitlines()[-1] == "(1 of 3 configurations have no val_f1 yet (not computed): left out)"
+    del res.metrics["param_count"]  # a user model need not record what the built-ins do
+    assert "param_count" not in res.table("val_f1")
+    with pytest.raises(ValueError, match="k .*positive"):
+        res.table(k=0)
