@@ -26,7 +26,7 @@ Adjoints: reverse modes use ``adjoint="symmetric"`` (the default: a step's adjoi
 Hessian-vector product, :mod:`hsens_jax.hypergrad.adjoint`); the rows "autodiff adjoint"
 run JAX's own transpose of the step in the same process, for comparison.
 
-Adam's derivative: the engine's Adam is :mod:`hsens_jax.adam` (optax's values, its own
+Adam's derivative: the engine's Adam is :mod:`hsens_jax.engine.adam` (optax's values, its own
 derivative rule); the rows "optax's Adam derivative" trace the same program with
 ``optax.adam`` in its place, in the same process, for comparison.
 
@@ -43,7 +43,7 @@ import platform
 import time
 from pathlib import Path
 
-from hsens_jax.host import use_cpu_cores
+from hsens_jax.engine.devices import use_cpu_cores
 
 use_cpu_cores()  # one JAX device per core, as the CLI does (before JAX starts its backend)
 
@@ -53,8 +53,8 @@ import numpy as np  # noqa: E402
 from hsens_jax.data import load_dataset  # noqa: E402
 from hsens_jax.hypergrad.core import _one, _one_sharded  # noqa: E402
 from hsens_jax.hypergrad.unrolled import final_state, objective_value, segment_for  # noqa: E402
-from hsens_jax.models import ModelSpec  # noqa: E402
-from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train  # noqa: E402
+from hsens_jax.engine.builtin import sized_model  # noqa: E402
+from hsens_jax.engine.train import TrainSpec, hp_from_values, prepare_data, train  # noqa: E402
 
 WRT = ("learning_rate", "weight_decay")
 VALUES = {"learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adam"}
@@ -93,7 +93,7 @@ def machine() -> dict:
 
 @contextlib.contextmanager
 def optax_adam_derivative():
-    """Trace with ``optax.adam`` / ``optax.adamw`` in place of :mod:`hsens_jax.adam`'s.
+    """Trace with ``optax.adam`` / ``optax.adamw`` in place of :mod:`hsens_jax.engine.adam`'s.
 
     The tracing caches are cleared on entry and exit, so that neither the jitted inner
     functions traced before nor those traced inside are reused by the other variant
@@ -101,7 +101,7 @@ def optax_adam_derivative():
     """
     import optax
 
-    import hsens_jax.optimizers as optimizers
+    import hsens_jax.engine.optimizers as optimizers
 
     saved = optimizers.adam, optimizers.adamw
     jax.clear_caches()
@@ -130,7 +130,7 @@ def bench_T(T, data, n_train, repeats):
     Round-robin: on a shared machine a burst of interference hits every program alike
     instead of one of them; the minimum discards it.
     """
-    spec = TrainSpec(ModelSpec("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64, n_steps=T,
+    spec = TrainSpec(sized_model("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64, n_steps=T,
                      n_train=n_train, optimizers=("adam",), n_evals=20)
     hp = hp_from_values(VALUES, spec)
     key = jax.random.PRNGKey(0)
@@ -265,7 +265,7 @@ def main():
              "freeze, + one validation). Reverse modes use the symmetric adjoint by default (a step's adjoint is a "
              "Hessian-vector product; it stores the step's inputs and minibatch gradient); the \"autodiff adjoint\" rows "
              "use JAX's transpose of the step (it stores every intermediate). Checkpointed: the default segment "
-             "(`segment_for`: whole epochs, about a third of the memory-optimal segment). Adam is `hsens_jax.adam` (optax's "
+             "(`segment_for`: whole epochs, about a third of the memory-optimal segment). Adam is `hsens_jax.engine.adam` (optax's "
              "values with its own derivative rule); the \"optax's Adam derivative\" rows trace the same program with "
              "`optax.adam`, in the same process. `temp MiB`: XLA's peak temporary buffer (`memory_analysis().temp_size_in_bytes`).", "",
              f"Devices: {info['n_devices']} JAX CPU devices (one per core, as the CLI makes). Every program runs on one "

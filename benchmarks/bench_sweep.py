@@ -6,7 +6,7 @@ The grid of the classic scikit-learn example: hidden_layer_sizes in {(50,), (100
 random_state=42) on make_classification(n_samples=1000, random_state=42).
 
 hsens_jax trains the same 48 configurations x 3 folds = 144 networks with ``jax.vmap`` over
-folds of ``jax.vmap`` over configurations of ``hsens_jax.train.train``: by default one program
+folds of ``jax.vmap`` over configurations of ``hsens_jax.engine.train.train``: by default one program
 per hidden_layer_sizes (exactly sized; activation and solver vary inside by selection),
 the four compiled and run concurrently (``--group-by ''`` for one masked program). It mirrors MLPClassifier's settings: batch 200, 300 epochs,
 adam (b1 0.9, b2 0.999, eps 1e-8) or sgd with Nesterov momentum 0.9 and a constant rate,
@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from hsens_jax.data import Dataset, load_dataset
-from hsens_jax.models import ModelSpec
-from hsens_jax.train import TrainData, TrainSpec, hp_from_values, prepare_data, train
+from hsens_jax.engine.builtin import sized_model
+from hsens_jax.engine.train import TrainData, TrainSpec, hp_from_values, prepare_data, train
 
 GRID = {
     "hidden_layer_sizes": [(50,), (100,), (50, 50), (100, 50)],
@@ -130,7 +130,7 @@ def run_hsens(X, y, folds, epochs=300, batch=200, seed=42, group_by=()):
         depth = max(len(a) for a in arch)
         # one depth in the program: build each layer at its own largest size (exact (100, 50))
         layer_widths = tuple(max(a[l] for a in arch) for l in range(depth)) if all(len(a) == depth for a in arch) else ()
-        model = ModelSpec("mlp", max(max(a) for a in arch), depth, 2, (X.shape[1],),
+        model = sized_model("mlp", max(max(a) for a in arch), depth, 2, (X.shape[1],),
                           activations=tuple(a for a in ("relu", "tanh") if a in {c[1] for c in sub}),
                           layer_widths=layer_widths)
         opts = tuple(o for o in ("nesterov", "adam") if o in {"adam" if c[2] == "adam" else "nesterov" for c in sub})
@@ -265,7 +265,7 @@ def _timed(f):
 def vmap_vs_loop(ks, steps):
     ds = load_dataset("digits")
     data = prepare_data(ds)
-    model = ModelSpec("mlp", 64, 2, 10, tuple(ds.input_shape))
+    model = sized_model("mlp", 64, 2, 10, tuple(ds.input_shape))
     spec = TrainSpec(model, "classification", batch_size=64, n_steps=steps, n_train=ds.n_train,
                      optimizers=("adam",), n_evals=5)
     rng = np.random.default_rng(0)

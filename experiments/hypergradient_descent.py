@@ -15,9 +15,9 @@ import jax
 
 from hsens_jax.data import load_dataset
 from hsens_jax.hypergrad import hypergradient_descent
-from hsens_jax.models import ModelSpec
+from hsens_jax.engine.builtin import sized_model
 from hsens_jax.space import Float, Space
-from hsens_jax.train import TrainSpec, prepare_data
+from hsens_jax.engine.train import TrainSpec, prepare_data
 
 
 def main():
@@ -27,7 +27,7 @@ def main():
     args = p.parse_args()
     ds = load_dataset("digits")
     data = prepare_data(ds)
-    spec = TrainSpec(ModelSpec("mlp", 64, 1, 10, tuple(ds.input_shape), ("tanh",)), "classification",
+    spec = TrainSpec(sized_model("mlp", 64, 1, 10, tuple(ds.input_shape), ("tanh",)), "classification",
                      batch_size=64, n_steps=args.steps, n_train=ds.n_train, optimizers=("sgd",))
     space = Space([Float("learning_rate", 1e-4, 1.0, log=True), Float("weight_decay", 1e-6, 1e-1, log=True)])
     start = {"learning_rate": 1e-3, "weight_decay": 1e-2, "optimizer": "sgd", "activation": "tanh", "width": 64,

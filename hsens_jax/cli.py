@@ -201,15 +201,15 @@ def _analyze(result, run_dir, args, interactions=False):
 
 
 def _sweep(config, output, overwrite, progress, top, chunk_size=None):
-    from hsens_jax.sweep import run_sweep
+    from hsens_jax.engine.sweep import run_sweep
 
     dataset = config.load_data()
     configs = config.make_design()
     result = run_sweep(
-        dataset, config.space, configs, model=config.model, fixed=config.fixed, seeds=config.seeds,
-        chunk_size=chunk_size or config.chunk_size, n_evals=config.n_evals, group_by=config.group_by,
-        eval_batch_size=config.eval_batch_size, run_dir=output, overwrite=overwrite, progress=progress,
-        design=config.design,
+        dataset, config.space, configs, model=config.make_model(), fixed=config.fixed, seeds=config.seeds,
+        cv=config.cv, chunk_size=chunk_size or config.chunk_size, n_evals=config.n_evals,
+        group_by=config.group_by, eval_batch_size=config.eval_batch_size, run_dir=output, overwrite=overwrite,
+        progress=progress, design=config.design,
     )
     print(f"\n{result.n_configs} configurations x {len(result.seeds)} seed(s) on {dataset.name} "
           f"in {result.meta['wall_time']:.1f} s ({result.meta['device']})")
@@ -226,7 +226,7 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 
 
 def _use_cpu_devices(n) -> None:
-    from hsens_jax.host import use_cpu_cores
+    from hsens_jax.engine.devices import use_cpu_cores
 
     if n is not None and n < 1:
         raise ValueError(f"--cpu-devices must be >= 1, got {n}")

@@ -20,7 +20,19 @@ the seeds and the output directory::
     # seed = 0               # seed of the validation split
 
     [model]
-    kind = "mlp"             # mlp | cnn
+    kind = "mlp"             # mlp | cnn: the built-in models
+    # or, instead of `kind`, a Flax module of one's own (see hsens_jax.engine.model):
+    # module = "mypkg.models:make_model"    # hp -> flax.linen.Module (importable: on PYTHONPATH,
+    #                                       # or a module next to this file)
+    # loss = "mypkg.models:loss"            # (outputs, batch, hp) -> scalar; default by task
+    # metrics = "mypkg.models:metrics"      # (outputs, batch, hp) -> {name: scalar}
+    # directions = { f1 = "maximize" }      # the direction of every metric of `metrics`
+    # optimizer = "mypkg.models:optimizer"  # hp -> optax.GradientTransformation; default: the
+    #                                       # engine's (`optimizer`, `learning_rate`... hyperparameters)
+    # static = ["blocks", "channels"]       # shape-changing hyperparameters (Int/Bool: found
+    #                                       # automatically; Categorical: static unless `traced`)
+    # traced = ["activation"]               # categoricals read as traced indices
+    # defaults = { dropout = 0.0 }          # values where a conditional hyperparameter is inactive
 
     [budget]
     epochs = 10              # or: steps = 2000
@@ -32,6 +44,7 @@ the seeds and the output directory::
 
     [sweep]
     seeds = [0]              # or: n_seeds = 3
+    # cv = 3                 # k-fold cross-validation (stratified for classification), vectorized
     chunk_size = 256
     n_evals = 20
     group_by = []
@@ -58,20 +71,26 @@ never silently falls back to a default.
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hsens_jax.space import Space
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 _SECTIONS = {
     "data": {"name", "data_dir", "val_fraction", "n_train", "seed", "noise", "n", "n_nuclides",
              "path", "task", "target", "stratify", "classes"},
-    "model": {"kind"},
+    "model": {"kind", "module", "loss", "metrics", "directions", "optimizer", "static", "traced", "defaults",
+              "name"},
     "budget": {"epochs", "steps"},
     "design": {"kind", "n", "seed", "levels"},
-    "sweep": {"seeds", "n_seeds", "chunk_size", "n_evals", "group_by", "output", "eval_batch_size"},
+    "sweep": {"seeds", "n_seeds", "chunk_size", "n_evals", "group_by", "output", "eval_batch_size", "cv"},
     "fixed": None,
     "space": None,
 }
@@ -82,7 +101,7 @@ class SweepConfig:
     """A parsed sweep configuration (see the module docstring for the file format)."""
 
     data: dict[str, Any]
-    model: str
+    model: Any
     space: Space
     design: dict[str, Any]
     fixed: dict[str, Any]
@@ -93,6 +112,7 @@ class SweepConfig:
     output: str = "runs/sweep"
     eval_batch_size: int = 512
     source: str = "<dict>"
+    cv: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "SweepConfig":
@@ -126,24 +146,34 @@ class SweepConfig:
                 fixed[key] = budget[key]
         if not any(k in fixed or k in space.names for k in ("epochs", "steps")):
             raise err("no training budget: set `epochs` or `steps` in [budget]")
-        design = {"kind": "sobol", "n": 64, "seed": 0, **d.get("design", {})}
-        kinds = ("random", "sobol", "halton", "lhs", "grid")
-        if design["kind"] not in kinds:
-            raise err(f"[design] kind={design['kind']!r}; choose from {kinds}")
+        given = dict(d.get("design", {}))
+        kind = given.get("kind", "sobol")
+        design = {"kind": kind, "seed": 0, **({} if kind == "grid" else {"n": 64}), **given}
+        try:
+            from hsens_jax import design as design_mod
+
+            design_mod.check(space, kind, n=design.get("n"), levels=design.get("levels"), seed=design["seed"])
+        except (ValueError, TypeError) as e:
+            raise err(f"[design]: {e}") from None
         sweep = dict(d.get("sweep", {}))
         if "seeds" in sweep and "n_seeds" in sweep:
             raise err("give [sweep] `seeds` or `n_seeds`, not both")
         seeds = sweep.get("seeds", list(range(int(sweep.get("n_seeds", 1)))))
         if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
             raise err(f"[sweep] seeds must be a non-empty list of integers, got {seeds!r}")
-        model = d.get("model", {}).get("kind", "mlp")
-        if model not in ("mlp", "cnn"):
-            raise err(f"[model] kind={model!r}; choose 'mlp' or 'cnn'")
+        model = _model_section(dict(d.get("model", {})), err)
+        ints = {}
+        for key, default, low in (("chunk_size", 256, 1), ("n_evals", 20, 1), ("eval_batch_size", 512, 1),
+                                  ("cv", None, 2)):
+            v = sweep.get(key, default)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise err(f"[sweep] {key} must be an integer >= {low}, got {v!r}")
+            ints[key] = v
         return cls(
             data=data, model=model, space=space, design=design, fixed=fixed, seeds=seeds,
-            chunk_size=int(sweep.get("chunk_size", 256)), n_evals=int(sweep.get("n_evals", 20)),
+            chunk_size=ints["chunk_size"], n_evals=ints["n_evals"],
             group_by=list(sweep.get("group_by", [])), output=str(sweep.get("output", "runs/sweep")),
-            eval_batch_size=int(sweep.get("eval_batch_size", 512)), source=source,
+            eval_batch_size=ints["eval_batch_size"], source=source, cv=ints["cv"],
         )
 
     @classmethod
@@ -152,18 +182,36 @@ class SweepConfig:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"configuration file {path} not found")
+        if path.is_dir():
+            raise ValueError(f"configuration file {path} is a directory; give the path of a .toml file")
         try:
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: not valid TOML: {e}") from None
         return cls.from_dict(d, source=str(path))
 
+    def make_model(self):
+        """The :class:`hsens_jax.Model` of the [model] section (user code imported now; a module
+        path that is not importable is looked up next to the configuration file too)."""
+        from hsens_jax.engine import Model, as_model
+
+        if isinstance(self.model, str):
+            return as_model(self.model)
+        spec = dict(self.model)
+        base = Path(self.source).parent if Path(self.source).is_file() else None
+        if base is not None and str(base.resolve()) not in sys.path:
+            sys.path.insert(0, str(base.resolve()))
+        try:
+            return Model(**spec)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{self.source}: [model]: {e}") from None
+
     def make_design(self):
         """The configurations the design section asks for."""
-        kind = self.design["kind"]
-        if kind == "grid":
-            return self.space.grid(self.design.get("levels", 5))
-        return self.space.sample(int(self.design["n"]), kind, seed=int(self.design.get("seed", 0)))
+        from hsens_jax import design
+
+        return design.make(self.space, self.design["kind"], n=self.design.get("n"), levels=self.design.get("levels"),
+                           seed=self.design.get("seed", 0))
 
     def load_data(self):
         """The [data] section's Dataset: ``load_dataset(name, ...)`` or ``load_file(path, ...)``
@@ -179,6 +227,30 @@ class SweepConfig:
             return load_dataset(self.data["name"], **kwargs)
         except (ValueError, TypeError) as e:
             raise type(e)(f"{self.source}: [data]: {e}") from None
+
+
+def _model_section(section: dict[str, Any], err):
+    """``"mlp"``/``"cnn"``, or the keyword arguments of a user's :class:`hsens_jax.Model`."""
+    if "kind" in section:
+        other = sorted(set(section) - {"kind"})
+        if other:
+            raise err(f"[model] kind={section['kind']!r} is a built-in model: {other} apply to a model of one's "
+                      f"own (`module = ...`) only")
+        if section["kind"] not in ("mlp", "cnn"):
+            raise err(f"[model] kind={section['kind']!r}; choose 'mlp' or 'cnn', or give `module`")
+        return section["kind"]
+    if not section:
+        return "mlp"
+    if "module" not in section:
+        raise err(f"[model] needs `kind` (mlp, cnn) or `module` (an import path 'package.module:make_model'); "
+                  f"got {sorted(section)}")
+    for key in ("static", "traced"):
+        if key in section and (not isinstance(section[key], list) or not all(isinstance(v, str) for v in section[key])):
+            raise err(f"[model] {key} must be a list of hyperparameter names, got {section[key]!r}")
+    for key in ("directions", "defaults"):
+        if key in section and not isinstance(section[key], dict):
+            raise err(f"[model] {key} must be a table, got {section[key]!r}")
+    return section
 
 
 _DATA_ONLY_WITH = {

@@ -16,7 +16,7 @@ import numpy as np
 
 from hsens_jax.results import reduce_seeds
 from hsens_jax.space import Space
-from hsens_jax.sweep import run_sweep
+from hsens_jax.engine.sweep import run_sweep
 
 
 def sweep_objective(
@@ -33,7 +33,8 @@ def sweep_objective(
     """A function that trains configurations and returns their objective.
 
     Args:
-      dataset, space, fixed, seeds: as in :func:`hsens_jax.sweep.run_sweep`.
+      dataset, space, fixed, seeds: as in :func:`hsens_jax.engine.sweep.run_sweep` (``model``,
+        ``cv`` and the other options go through ``**sweep_kwargs``).
       objective: a scalar metric name (``final_val_loss``, ``best_val_accuracy``,
         ``param_count``, ``flops_per_example``...) or a list of them.
       reduce: how seeds are combined (``mean``, ``median``, ``min``, ``max``).
@@ -56,9 +57,9 @@ def sweep_objective(
         cols = []
         for name in names:
             m = np.array(result.metrics[name], dtype=float)
-            if diverged_value is not None and m.ndim == 2:
+            if diverged_value is not None and m.ndim >= 2:
                 m = np.where(result.metrics["diverged"], diverged_value, m)
-            cols.append(result.objective(name, reduce) if m.ndim == 1 else reduce_seeds(m, reduce))
+            cols.append(m if m.ndim == 1 else reduce_seeds(m.reshape(m.shape[0], -1), reduce))
         return cols[0] if isinstance(objective, str) else np.stack(cols, axis=1)
 
     f.last_result = None

@@ -108,15 +108,17 @@ class SweepResult:
         return len(next(iter(self.configs.values()))) if self.configs else 0
 
     def objective(self, name: str, reduce: str = "mean") -> np.ndarray:
-        """A metric per configuration, (K,): averaged (or ``"median"``, ``"min"``, ``"max"``) over seeds."""
+        """A metric per configuration, (K,): averaged (or ``"median"``, ``"min"``, ``"max"``) over
+        seeds, and over cross-validation folds when there are some (the CV score)."""
         if name not in self.metrics:
             raise ValueError(f"unknown objective {name!r}; available: {sorted(self.metrics)}")
         m = np.asarray(self.metrics[name], float)
         if m.ndim == 1:
             return m
-        if m.ndim != 2:
+        folds = self.n_folds
+        if name in CURVES or name.endswith("_curve") or name == "curve_steps" or m.ndim != (3 if folds else 2):
             raise ValueError(f"{name!r} is a curve, not a scalar objective")
-        return reduce_seeds(m, reduce)
+        return reduce_seeds(m.reshape(m.shape[0], -1), reduce)
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per (configuration, seed[, fold]): hyperparameters and scalar metrics.

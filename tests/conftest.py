@@ -4,7 +4,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 # One CPU device in the test process, whatever runs first: the CLI splits the CPU into one
-# device per core when it is the first to compute (hsens_jax.host), and the in-process CLI
+# device per core when it is the first to compute (hsens_jax.engine.devices), and the in-process CLI
 # tests must not change the devices of the tests after them. Multi-device runs are tested
 # in subprocesses.
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):

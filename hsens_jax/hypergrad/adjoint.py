@@ -1,8 +1,8 @@
 """The engine's training step with a symmetric-Hessian adjoint, for reverse-mode hypergradients.
 
 A training step is ``theta' = U(g(theta, lambda), theta, s, lambda, t)``: ``g`` the
-minibatch gradient of the training loss ``L`` (:func:`hsens_jax.train.batch_loss`) and
-``U`` the optimizer (:func:`hsens_jax.train.optimizer_update`, with optimizer state
+minibatch gradient of the training loss ``L`` (:func:`hsens_jax.engine.train.batch_loss`) and
+``U`` the optimizer (:func:`hsens_jax.engine.train.optimizer_update`, with optimizer state
 ``s``). Reverse mode pulls an adjoint ``a`` of ``(theta', s')`` back through the step;
 through ``g`` that takes the transposed Jacobian of the gradient,
 
@@ -18,7 +18,7 @@ Pearlmutter 1994). :func:`symmetric_step` is the engine's step with that adjoint
 (``jax.custom_vjp``): reverse mode stores per step only the step's inputs and the
 minibatch gradient, and recomputes the network's forward pass inside the Hessian-vector
 product. On the digits MLP with Adam that is 1.6 loop states per step instead of 4.75
-(5.3 with JAX's derivative of optax's Adam in place of :mod:`hsens_jax.adam`'s rule;
+(5.3 with JAX's derivative of optax's Adam in place of :mod:`hsens_jax.engine.adam`'s rule;
 sizes read off the traced program, as
 :func:`~hsens_jax.hypergrad.unrolled.segment_for` does).
 
@@ -32,7 +32,7 @@ of the repeats, two runs):
   3.04 against 2.03 / 3.33 / 3.47; XLA's peak temporary memory 53 against 81 MiB at
   T = 1000 and 527 against 812 MiB at T = 10000.
 
-With optax's Adam derivative (before :mod:`hsens_jax.adam`), autodiff stored more and
+With optax's Adam derivative (before :mod:`hsens_jax.engine.adam`), autodiff stored more and
 cost more: checkpointed 2.74 / 2.62 / 2.92 and 2.47 / 3.21 / 3.04, reverse 2.01 / 3.73 /
 4.97 and 2.09 / 3.73 / 5.17, 995 MiB at T = 10000 (two earlier runs), while the
 symmetric rule's numbers were those above to the noise.
@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from hsens_jax.hypergrad.leaves import merge_float, split_float
-from hsens_jax.train import TrainData, TrainSpec, TrainState, batch_loss, optimizer_update, train_step
+from hsens_jax.engine.train import TrainData, TrainSpec, TrainState, batch_loss, optimizer_update, train_step
 
 ADJOINTS = ("symmetric", "autodiff")
 """How reverse mode pulls adjoints back through a step: ``"symmetric"`` (Hessian-vector

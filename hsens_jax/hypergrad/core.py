@@ -1,7 +1,7 @@
 """Hypergradients of a validation objective with respect to training hyperparameters.
 
 :func:`hypergradient` differentiates one configuration's training run (the engine of
-:mod:`hsens_jax.train`) by one of five modes (see :mod:`.unrolled` and
+:mod:`hsens_jax.engine.train`) by one of five modes (see :mod:`.unrolled` and
 :mod:`.implicit`); :func:`hypergradients` does it at many configurations at once
 (``vmap``, or ``lax.map`` in chunks), e.g. at every point of a sweep design.
 
@@ -37,7 +37,7 @@ adjoint can grow exponentially (x8 per step measured on the digits MLP at lr = 2
 with JAX's derivative of optax's Adam) in directions that never reach the objective,
 overflow float32 and turn into NaN (``inf * 0``) while the derivative is finite; float64
 postpones it (at x8 per step it would take ~340 steps to pass 1e308: an extrapolation,
-not measured). :mod:`hsens_jax.adam`'s derivative rule postpones it too: that digits
+not measured). :mod:`hsens_jax.engine.adam`'s derivative rule postpones it too: that digits
 case, NaN at 50 steps before, is finite now (within 1e-4 of float64), and the
 weight-decay derivative still overflows at 500 steps (both tested). Forward mode's
 tangents are the physical sensitivities of the state and stay bounded there (tested).
@@ -52,7 +52,7 @@ parameter whose gradient is exactly zero at every step (a masked unit when ``wid
 max_width``, the weights of an input pixel that is always 0, as on the digits border)
 keeps ``v = 0``, where the derivative of ``sqrt`` is infinite and a hypergradient would be
 NaN (``0 * inf``). The engine's Adam puts ``eps_root = 1e-30`` under the root
-(:mod:`hsens_jax.optimizers`), so those hypergradients are finite (tested with
+(:mod:`hsens_jax.engine.optimizers`), so those hypergradients are finite (tested with
 ``weight_decay = 0`` and masked units). Near such points the
 problem is ill-conditioned rather than singular: with batch norm and Adam's default
 ``eps = 1e-8``, a 10-step digits MLP gave forward and reverse hypergradients differing by
@@ -79,10 +79,10 @@ import numpy as np
 from hsens_jax.hypergrad.adjoint import ADJOINTS
 from hsens_jax.hypergrad.coordinates import COORDINATES, log_scaled_names, natural_gradient
 from hsens_jax.hypergrad.implicit import check_implicit, engine_implicit_gradient
-from hsens_jax.hypergrad.unrolled import (DIFFERENTIABLE, MODES, OBJECTIVES, sharded_forward_gradient,
+from hsens_jax.hypergrad.unrolled import (MODES, OBJECTIVES, differentiable, sharded_forward_gradient,
                                           unrolled_gradient)
 from hsens_jax.space import Space
-from hsens_jax.train import TrainData, TrainSpec, hp_from_values
+from hsens_jax.engine.train import TrainData, TrainSpec, hp_from_values
 
 
 class HypergradientWarning(RuntimeWarning):
@@ -210,6 +210,8 @@ def _pad(tree, n_pad):
 
 
 def _optimizer_names(values, spec) -> set:
+    if not spec.model.builtin_optimizer:
+        return {None}
     v = values.get("optimizer", None)
     if v is None:
         return {spec.optimizers[0]}
@@ -224,9 +226,9 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
     if adjoint not in ADJOINTS:
         raise ValueError(f"adjoint={adjoint!r}: choose from {ADJOINTS}")
     if not isinstance(spec, TrainSpec):
-        raise TypeError(f"spec must be a hsens_jax.train.TrainSpec, got {type(spec).__name__}")
+        raise TypeError(f"spec must be a hsens_jax.engine.train.TrainSpec, got {type(spec).__name__}")
     if not isinstance(data, TrainData):
-        raise TypeError(f"data must be a hsens_jax.train.TrainData (see prepare_data), got {type(data).__name__}")
+        raise TypeError(f"data must be a hsens_jax.engine.train.TrainData (see prepare_data), got {type(data).__name__}")
     if not isinstance(values, Mapping):
         raise TypeError(f"values must be a dict of hyperparameter values, got {type(values).__name__}")
     if isinstance(wrt, str):
@@ -236,9 +238,13 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
         raise ValueError("wrt is empty: name at least one hyperparameter to differentiate")
     if len(set(wrt)) != len(wrt):
         raise ValueError(f"wrt={wrt} has duplicates")
-    bad = [n for n in wrt if n not in DIFFERENTIABLE]
+    hp = hp_from_values(dict(values), spec, dtype=data.x_train.dtype)
+    allowed = differentiable(spec, hp)
+    bad = [n for n in wrt if n not in allowed]
     if bad:
-        raise ValueError(f"wrt: {bad} cannot be differentiated; differentiable hyperparameters: {DIFFERENTIABLE}")
+        static = [n for n in bad if n in dict(spec.static)]
+        why = f" ({static} are static in this program)" if static else ""
+        raise ValueError(f"wrt: {bad} cannot be differentiated{why}; differentiable hyperparameters: {allowed}")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose from {('auto',) + MODES}")
     if not (callable(objective) or objective in OBJECTIVES):
@@ -259,7 +265,7 @@ def _check(spec, data, values, wrt, mode, objective, checkpoint_every, truncate,
         raise ValueError(f"truncate applies to mode='truncated' only, not {mode!r}")
     if mode == "implicit":
         for name in _optimizer_names(values, spec):
-            check_implicit(spec, wrt, name)
+            check_implicit(spec, wrt, name, data, hp)
     log_names = tuple(n for n in log_scaled_names(space, log_scaled) if n in wrt)
     return wrt, checkpoint_every, truncate, log_names
 
@@ -317,13 +323,14 @@ def hypergradient(spec: TrainSpec, data: TrainData, values: Mapping[str, Any], k
     """Hypergradient of one configuration's objective after training.
 
     Args:
-      spec: the static :class:`~hsens_jax.train.TrainSpec` (model, steps, batch size...).
-      data: :class:`~hsens_jax.train.TrainData` from :func:`~hsens_jax.train.prepare_data`.
+      spec: the static :class:`~hsens_jax.engine.train.TrainSpec` (model, steps, batch size...).
+      data: :class:`~hsens_jax.engine.train.TrainData` from :func:`~hsens_jax.engine.train.prepare_data`.
       values: hyperparameter values of the configuration (defaults filled in by
-        :func:`~hsens_jax.train.hp_from_values`; scalars).
+        :func:`~hsens_jax.engine.train.hp_from_values`; scalars).
       key: PRNG key of the seed (initialization, batch order, dropout), as for ``train``.
       wrt: hyperparameters to differentiate with respect to, among
-        :data:`~hsens_jax.hypergrad.unrolled.DIFFERENTIABLE`.
+        :func:`~hsens_jax.hypergrad.unrolled.differentiable` (the engine's smooth settings, and a
+        user's model's traced float hyperparameters).
       mode: ``"auto"`` (default), ``"reverse"``, ``"checkpointed"``, ``"forward"``,
         ``"truncated"`` or ``"implicit"`` (see the module docstring). ``"auto"`` is
         ``"forward"`` while each device carries at most

@@ -36,7 +36,7 @@ import numpy as np
 from hsens_jax.hypergrad.coordinates import log_scaled_names
 from hsens_jax.hypergrad.core import HypergradientWarning, _check, _pure
 from hsens_jax.space import Float, Space
-from hsens_jax.train import TrainData, TrainSpec, hp_from_values
+from hsens_jax.engine.train import TrainData, TrainSpec, hp_from_values
 
 
 class DescentTrajectory(NamedTuple):

@@ -27,7 +27,7 @@ from hsens_jax.hypergrad.coordinates import unit_gradient
 from hsens_jax.hypergrad.core import hypergradients
 from hsens_jax.hypergrad.unrolled import DIFFERENTIABLE
 from hsens_jax.space import Categorical, Float, Space
-from hsens_jax.train import TrainData, TrainSpec
+from hsens_jax.engine.train import TrainData, TrainSpec
 
 
 class DGSMResult(NamedTuple):
@@ -113,10 +113,14 @@ def hypergradient_dgsm(spec: TrainSpec, data: TrainData, space: Space, key, *, c
     if not isinstance(space, Space):
         raise TypeError(f"space must be a hsens_jax.space.Space, got {type(space).__name__}")
     if wrt is None:
-        wrt = tuple(p.name for p in space.params if isinstance(p, Float) and p.name in DIFFERENTIABLE)
+        from hsens_jax.engine.builtin import MaskedNet
+
+        user = not isinstance(spec.model, MaskedNet)
+        wrt = tuple(p.name for p in space.params if isinstance(p, Float)
+                    and (p.name in DIFFERENTIABLE or (user and p.name not in dict(spec.static))))
         if not wrt:
             raise ValueError("space has no continuous hyperparameter the engine can differentiate "
-                             f"(Float parameters among {DIFFERENTIABLE})")
+                             f"(Float parameters among {DIFFERENTIABLE}, or a user's model's traced floats)")
     wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt)
     for name in wrt:
         if name not in space or not isinstance(space[name], Float):

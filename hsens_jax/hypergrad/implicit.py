@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from jax.scipy.sparse.linalg import cg
 
 from hsens_jax.hypergrad.unrolled import final_state, full_train_loss, objective_value
-from hsens_jax.train import TrainData, TrainSpec
+from hsens_jax.engine.train import TrainData, TrainSpec
 
 IMPLICIT_HYPERPARAMETERS = ("weight_decay", "label_smoothing")
 """Engine hyperparameters that enter the training objective (so IFT applies)."""
@@ -117,23 +117,77 @@ def engine_training_loss(spec: TrainSpec, data: TrainData, hp, params) -> jax.Ar
     return full_train_loss(spec, data, hp, params) + 0.5 * hp["weight_decay"] * sq
 
 
-def check_implicit(spec: TrainSpec, wrt, optimizer_name: str | None) -> None:
-    """Raise ValueError when implicit differentiation does not apply (see module docstring)."""
-    bad = [n for n in wrt if n not in IMPLICIT_HYPERPARAMETERS]
+def check_implicit(spec: TrainSpec, wrt, optimizer_name: str | None, data: TrainData | None = None,
+                   hp=None) -> None:
+    """Raise ValueError when implicit differentiation does not apply (see module docstring).
+
+    For a user's model (``data`` and ``hp`` given), a hyperparameter qualifies when the
+    full-batch training loss depends on it (found by a data-flow pass over its jaxpr), and the
+    model must be deterministic in training (no dropout stream read, no mutable state).
+    """
+    from hsens_jax.engine.builtin import MaskedNet
+    from hsens_jax.hypergrad.unrolled import _depends
+
+    if not spec.model.builtin_optimizer:
+        raise ValueError("implicit differentiation needs the engine's optimizer (its fixed points are stationary "
+                         "points of the training loss plus the L2 penalty); this model brings its own optimizer: "
+                         "use mode='checkpointed' or 'forward'")
+    builtin = isinstance(spec.model, MaskedNet)
+    user_names = [n for n in wrt if n not in IMPLICIT_HYPERPARAMETERS and not builtin and data is not None
+                  and n not in _OPTIMIZER_NAMES]
+    bad = [n for n in wrt if n not in IMPLICIT_HYPERPARAMETERS and n not in user_names]
+    if user_names and hp is not None:
+        x0 = {n: hp[n] for n in user_names}
+        state = jax.eval_shape(lambda h: _init_params(spec, data, h), hp)
+        dep = _depends(lambda x: full_train_loss(spec, data, {**hp, **x}, state[0], state[1]), 1, x0)
+        if not dep[0]:
+            bad += user_names
     if bad:
         raise ValueError(
             f"wrt={tuple(wrt)}: implicit differentiation only handles hyperparameters that enter the "
-            f"training loss {IMPLICIT_HYPERPARAMETERS}; {bad} do not move a stationary point "
-            f"(use mode='checkpointed' or 'forward')")
+            f"training loss ({IMPLICIT_HYPERPARAMETERS} or a user's loss and module hyperparameters); {bad} do not "
+            f"move a stationary point (use mode='checkpointed' or 'forward')")
     if "label_smoothing" in wrt and spec.task != "classification":
         raise ValueError("wrt: label_smoothing has no effect on a regression task")
-    if spec.model.dropout or spec.model.batch_norm:
+    if builtin and (spec.model.use_dropout or spec.model.use_batch_norm):
         raise ValueError("spec.model: implicit differentiation needs a deterministic training loss; "
-                         "build the ModelSpec with dropout=False and batch_norm=False")
+                         "the program uses dropout or batch norm")
+    if not builtin and data is not None and hp is not None and _stochastic(spec, data, hp):
+        raise ValueError("spec.model: implicit differentiation needs a deterministic training loss; the model "
+                         "reads the dropout stream or keeps mutable state (batch norm) in training")
     if optimizer_name == "adamw":
         raise ValueError("optimizer='adamw': decoupled weight decay is not the gradient of a penalty, "
                          "so its fixed points are not stationary points; implicit mode needs an L2-coupled "
                          "optimizer (sgd, momentum, nesterov, adam, rmsprop)")
+
+
+_OPTIMIZER_NAMES = ("learning_rate", "momentum", "b1", "b2", "eps", "rms_decay", "warmup", "final_lr_fraction",
+                    "optimizer", "schedule")
+
+
+def _init_params(spec, data, hp):
+    from hsens_jax.engine.train import init_state
+
+    st = init_state(spec, data, hp, jax.random.key(0))
+    return st.params, st.batch_stats
+
+
+def _stochastic(spec, data, hp) -> bool:
+    """Whether a training-mode minibatch loss depends on the dropout key or updates model state."""
+    from hsens_jax.engine.train import batch_loss
+
+    params, stats = jax.eval_shape(lambda h: _init_params(spec, data, h), hp)
+    if jax.tree.leaves(stats):
+        return True
+    x, y = data.x_train[:2], data.y_train[:2]
+    jaxpr = jax.make_jaxpr(lambda k: batch_loss(spec, hp, jax.tree.map(jnp.zeros_like, params), stats, x, y,
+                                                 jax.random.wrap_key_data(k))[0])(
+        jax.random.key_data(jax.random.key(0)))
+    live = set(jaxpr.jaxpr.invars)
+    for eqn in jaxpr.jaxpr.eqns:
+        if any(not isinstance(v, jax.extend.core.Literal) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    return any(not isinstance(v, jax.extend.core.Literal) and v in live for v in jaxpr.jaxpr.outvars)
 
 
 def engine_implicit_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str, ...], *,

@@ -1,11 +1,11 @@
-"""Unrolled differentiation through the training loop of :mod:`hsens_jax.train`.
+"""Unrolled differentiation through the training loop of :mod:`hsens_jax.engine.train`.
 
 The training run of one configuration is a composition of ``T = spec.n_steps`` steps
-``theta_{t+1} = Phi_t(theta_t, lambda)`` (:func:`hsens_jax.train.train_step`, i.e. the
+``theta_{t+1} = Phi_t(theta_t, lambda)`` (:func:`hsens_jax.engine.train.train_step`, i.e. the
 engine's own optimizer step, learning-rate schedule, loss and divergence guard),
-started from ``theta_0(lambda)`` (:func:`hsens_jax.train.init_carry`) and scored by a
+started from ``theta_0(lambda)`` (:func:`hsens_jax.engine.train.init_carry`) and scored by a
 validation objective ``Y(theta_T, lambda)`` (by default
-:func:`hsens_jax.train.evaluate` on the final state, which is exactly the engine's
+:func:`hsens_jax.engine.train.evaluate` on the final state, which is exactly the engine's
 ``final_val_loss`` since the last evaluation happens at the last step). A
 hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
 
@@ -47,8 +47,8 @@ hypergradient is ``dY/dlambda`` through all of it. Four ways to compute it:
 
 Batches follow the engine exactly (the permutation of epoch ``e`` is drawn from the
 data-order key folded with ``e``), so the function differentiated here is the training
-run of :func:`hsens_jax.train.train` and its value equals ``train(...)["final_val_loss"]``
-(tested). The parts of :func:`hsens_jax.train.step` not reused are bookkeeping the
+run of :func:`hsens_jax.engine.train.train` and its value equals ``train(...)["final_val_loss"]``
+(tested). The parts of :func:`hsens_jax.engine.train.step` not reused are bookkeeping the
 objective does not need: the recorded curves (validation inside a ``lax.cond`` at every
 evaluation step, which would make reverse mode store validation residuals at every step)
 and the divergence freeze (``train_step(..., guard=False)``: no finiteness test of the
@@ -71,14 +71,14 @@ import numpy as np
 
 from hsens_jax.hypergrad.adjoint import ADJOINTS, symmetric_step
 from hsens_jax.hypergrad.leaves import merge_float, split_float
-from hsens_jax.train import (
+from hsens_jax.engine.train import (
     TrainData,
     TrainSpec,
     TrainState,
     batch_indices,
     evaluate,
+    full_hp,
     init_carry,
-    loss_fn,
     train_step,
 )
 
@@ -89,12 +89,31 @@ DIFFERENTIABLE = (
     "learning_rate", "momentum", "b1", "b2", "eps", "weight_decay", "rms_decay",
     "warmup", "final_lr_fraction", "label_smoothing", "init_scale",
 )
-"""Hyperparameters the training run depends on smoothly (almost everywhere).
+"""The engine's and the built-in models' hyperparameters the training run depends on smoothly
+(almost everywhere).
 
 Not differentiable: categorical indices (``optimizer``, ``schedule``, ``activation``),
 architecture (``width``, ``depth``, ``widths``: masks), ``batch_norm`` (a switch) and
-``dropout`` (the keep mask ``u >= rate`` is piecewise constant in the rate).
+``dropout`` (the keep mask ``u >= rate`` is piecewise constant in the rate). A user's model
+adds its own traced float hyperparameters (:func:`differentiable`).
 """
+
+_ENGINE_STRUCTURAL = ("optimizer", "schedule", "width", "depth", "widths", "activation", "batch_norm", "dropout")
+
+
+def differentiable(spec: TrainSpec, hp) -> tuple[str, ...]:
+    """The hyperparameters a hypergradient of ``spec``'s program may be taken with respect to:
+    :data:`DIFFERENTIABLE` names the program uses, and a user's model's traced float
+    hyperparameters (``hp`` entries of a floating dtype that no built-in reads structurally).
+    Whether the training run depends smoothly on a user's hyperparameter is the model's
+    business (a rate used in ``u >= rate``, say, has a zero derivative almost everywhere)."""
+    from hsens_jax.engine.builtin import MaskedNet
+
+    names = [n for n in DIFFERENTIABLE if n in hp]
+    if not isinstance(spec.model, MaskedNet):
+        names += [n for n, v in hp.items() if n not in DIFFERENTIABLE and n not in _ENGINE_STRUCTURAL
+                  and jnp.issubdtype(jnp.result_type(v), jnp.floating)]
+    return tuple(names)
 
 OBJECTIVES = ("final_val_loss", "final_train_loss")
 """Named objectives: validation loss of the final state (the engine's
@@ -141,8 +160,8 @@ def run_steps(spec: TrainSpec, data: TrainData, hp, keys, loop: LoopState, start
     """Run the engine's steps ``start, ..., stop - 1`` (Python ints) from ``loop``.
 
     Args:
-      spec, data, hp: as in :func:`hsens_jax.train.train`.
-      keys: the (3,) keys of :func:`hsens_jax.train.init_carry` (init, data order, dropout).
+      spec, data, hp: as in :func:`hsens_jax.engine.train.train`.
+      keys: the (3,) keys of :func:`hsens_jax.engine.train.init_carry` (init, data order, dropout).
       loop: the state before step ``start``.
       checkpoint_every: None for one plain ``lax.scan``; an int ``s`` to cut the steps
         into segments of ``s`` (a shorter last segment takes the remainder), each under
@@ -245,16 +264,18 @@ def _reinject(state: TrainState, hp) -> TrainState:
     differentiated steps still depend on them.
     """
     opt = state.opt_state
+    if not hasattr(opt, "hyperparams"):  # a model's own optimizer is rebuilt from hp at every step
+        return state
     hyper = {k: (jnp.asarray(hp[k]).astype(v.dtype) if k in hp else v) for k, v in opt.hyperparams.items()}
     return state._replace(opt_state=opt._replace(hyperparams=hyper))
 
 
 def final_state(spec: TrainSpec, data: TrainData, hp, key, *, checkpoint_every: int | None = None,
                 truncate: int | None = None, adjoint: str = "autodiff") -> TrainState:
-    """The engine's :class:`~hsens_jax.train.TrainState` after ``spec.n_steps`` steps.
+    """The engine's :class:`~hsens_jax.engine.train.TrainState` after ``spec.n_steps`` steps.
 
     Args:
-      spec, data, hp, key: as in :func:`hsens_jax.train.train` (same key -> same
+      spec, data, hp, key: as in :func:`hsens_jax.engine.train.train` (same key -> same
         initialization, batch order and dropout noise).
       checkpoint_every: segment length for ``jax.checkpoint`` (see :func:`run_steps`),
         or None.
@@ -311,7 +332,7 @@ def forward_directions(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str
     """Forward-mode directional derivatives of the objective: ``(value, dY, diverged)``.
 
     Args:
-      spec, data, hp, key: as in :func:`hsens_jax.train.train`.
+      spec, data, hp, key: as in :func:`hsens_jax.engine.train.train`.
       wrt: the k hyperparameter names spanning the directions.
       directions: ``(m, k)`` array; row ``j`` is a direction ``v_j`` in the space of the
         ``wrt`` values (raw coordinates, in ``wrt`` order).
@@ -462,9 +483,10 @@ def full_train_loss(spec: TrainSpec, data: TrainData, hp, params, batch_stats=No
 
     Deterministic (evaluation mode: no dropout, batch norm with running statistics).
     """
-    variables = {"params": params, "batch_stats": {} if batch_stats is None else batch_stats}
-    out = spec.model.module().apply(variables, data.x_train, hp, train=False)
-    return jnp.mean(loss_fn(spec, hp, out, data.y_train))
+    variables = {"params": params, **({} if batch_stats is None else batch_stats)}
+    hpf = full_hp(spec, hp)
+    out, _ = spec.model.apply(variables, data.x_train, hpf, train=False)
+    return spec.model.loss_fn(spec.task)(out, {"x": data.x_train, "y": data.y_train}, hpf)
 
 
 def objective_value(spec: TrainSpec, data: TrainData, hp, state: TrainState,
@@ -472,14 +494,14 @@ def objective_value(spec: TrainSpec, data: TrainData, hp, state: TrainState,
     """Scalar objective of a final state.
 
     Args:
-      objective: ``"final_val_loss"`` (:func:`hsens_jax.train.evaluate`'s loss),
+      objective: ``"final_val_loss"`` (:func:`hsens_jax.engine.train.evaluate`'s loss),
         ``"final_train_loss"`` (:func:`full_train_loss`), or a callable
         ``objective(spec, data, hp, state) -> scalar``.
     """
     if callable(objective):
         return jnp.asarray(objective(spec, data, hp, state))
     if objective == "final_val_loss":
-        return evaluate(spec, data, hp, state)[0]
+        return evaluate(spec, data, hp, state)["loss"]
     if objective == "final_train_loss":
         return full_train_loss(spec, data, hp, state.params, state.batch_stats)
     raise ValueError(f"objective={objective!r}: choose from {OBJECTIVES} or pass a callable")
@@ -509,9 +531,9 @@ def unrolled_gradient(spec: TrainSpec, data: TrainData, hp, key, wrt: tuple[str,
     """Hypergradient through the unrolled training run (pure; jit/vmap-able).
 
     Args:
-      spec, data, hp, key: as in :func:`hsens_jax.train.train`; ``hp`` from
-        :func:`hsens_jax.train.hp_from_values` (scalars: one configuration).
-      wrt: names among :data:`DIFFERENTIABLE`.
+      spec, data, hp, key: as in :func:`hsens_jax.engine.train.train`; ``hp`` from
+        :func:`hsens_jax.engine.train.hp_from_values` (scalars: one configuration).
+      wrt: names among :func:`differentiable` of the program.
       mode: ``"reverse"``, ``"checkpointed"``, ``"forward"`` or ``"truncated"``.
       objective: see :func:`objective_value`.
       checkpoint_every: segment length (``"checkpointed"``: default

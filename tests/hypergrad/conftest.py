@@ -6,12 +6,12 @@ import jax
 import pytest
 
 from hsens_jax.data import load_dataset
-from hsens_jax.models import ModelSpec
-from hsens_jax.train import TrainSpec, prepare_data
+from hsens_jax.engine.builtin import sized_model
+from hsens_jax.engine.train import TrainSpec, prepare_data
 
 # Runge regression, one tanh layer of 8 units, SGD with momentum, cosine schedule with warmup,
 # minibatches of 16 in the engine's fixed (seeded) order: 5 steps per epoch, 24 steps.
-RUNGE_SPEC = TrainSpec(ModelSpec("mlp", 8, 1, 1, (1,), ("tanh",)), "regression", batch_size=16, n_steps=24,
+RUNGE_SPEC = TrainSpec(sized_model("mlp", 8, 1, 1, (1,), ("tanh",)), "regression", batch_size=16, n_steps=24,
                        n_train=80, optimizers=("momentum",), schedules=("cosine",))
 RUNGE_VALUES = {"learning_rate": 0.2, "momentum": 0.8, "weight_decay": 1e-3, "warmup": 0.1,
                 "final_lr_fraction": 0.1, "init_scale": 1.2, "optimizer": "momentum", "schedule": "cosine",

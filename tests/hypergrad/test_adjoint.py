@@ -10,13 +10,13 @@ import pytest
 from hsens_jax.hypergrad.adjoint import has_batch_stats, symmetric_step
 from hsens_jax.hypergrad.core import hypergradient, hypergradients
 from hsens_jax.hypergrad.unrolled import unrolled_gradient
-from hsens_jax.models import ModelSpec
-from hsens_jax.train import TrainSpec, batch_indices, hp_from_values, init_carry, train_step
+from hsens_jax.engine.builtin import sized_model
+from hsens_jax.engine.train import TrainSpec, batch_indices, hp_from_values, init_carry, train_step
 
 from .conftest import RUNGE_SPEC, RUNGE_VALUES, RUNGE_WRT, digits_data, key0, runge_data
 
 # digits, 2 hidden layers with dropout, label smoothing (a hyperparameter inside the loss)
-DIGITS_SPEC = TrainSpec(ModelSpec("mlp", 12, 2, 10, (8, 8, 1), dropout=True), "classification", batch_size=25,
+DIGITS_SPEC = TrainSpec(sized_model("mlp", 12, 2, 10, (8, 8, 1), dropout=True), "classification", batch_size=25,
                         n_steps=12, n_train=200, optimizers=("adam", "momentum"))
 DIGITS_VALUES = {"learning_rate": 3e-3, "weight_decay": 1e-3, "label_smoothing": 0.1, "dropout": 0.2,
                  "momentum": 0.9, "init_scale": 1.1}
@@ -110,7 +110,7 @@ def test_regression_and_cnn(x64):
         np.testing.assert_allclose(float(out["symmetric"][1][n]), float(out["autodiff"][1][n]), rtol=1e-9, err_msg=n)
 
     digits = digits_data()
-    spec = TrainSpec(ModelSpec("cnn", 4, 1, 10, (8, 8, 1)), "classification", batch_size=20, n_steps=6,
+    spec = TrainSpec(sized_model("cnn", 4, 1, 10, (8, 8, 1)), "classification", batch_size=20, n_steps=6,
                      n_train=200, optimizers=("adam",))
     hp = hp_from_values({"learning_rate": 3e-3, "weight_decay": 1e-3}, spec)
     wrt = ("learning_rate", "weight_decay", "init_scale")
@@ -122,7 +122,7 @@ def test_regression_and_cnn(x64):
 
 def test_batch_norm_falls_back_to_the_plain_step(x64):
     data = digits_data()
-    spec = dataclasses.replace(DIGITS_SPEC, model=ModelSpec("mlp", 12, 1, 10, (8, 8, 1), batch_norm=True),
+    spec = dataclasses.replace(DIGITS_SPEC, model=sized_model("mlp", 12, 1, 10, (8, 8, 1), batch_norm=True),
                                n_steps=4)
     hp = hp_from_values({**DIGITS_VALUES, "optimizer": "adam", "batch_norm": True}, spec)
     assert has_batch_stats(init_carry(spec, data, hp, key0()).state)
@@ -137,9 +137,9 @@ def test_less_memory_than_autodiff_in_reverse_mode():
     """XLA's peak temporary memory of plain reverse mode (T = 200, float32): the symmetric adjoint
     stores per step the step's inputs and gradient instead of every intermediate (measured
     10.7 against 14.8 MiB: 0.72; the autodiff adjoint's residuals include Adam's, which
-    hsens_jax.adam's derivative rule keeps small)."""
+    hsens_jax.engine.adam's derivative rule keeps small)."""
     data = digits_data()
-    spec = TrainSpec(ModelSpec("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64, n_steps=200,
+    spec = TrainSpec(sized_model("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64, n_steps=200,
                      n_train=200, optimizers=("adam",))
     hp = hp_from_values({"learning_rate": 1e-3, "weight_decay": 1e-4}, spec)
 

@@ -133,10 +133,10 @@ def test_float32_adjoint_overflow_is_explained_and_auto_mode_avoids_it():
     overflows float32 (inf * 0 = NaN) in the weight-decay derivative, which is finite;
     forward mode's tangents stay bounded (float32 within 1e-4 of float64). At 50 steps
     reverse mode overflowed with JAX's derivative of optax's Adam and is finite with
-    hsens_jax.adam's rule (within 1e-4 of float64)."""
+    hsens_jax.engine.adam's rule (within 1e-4 of float64)."""
     from hsens_jax.data import load_dataset
-    from hsens_jax.models import ModelSpec
-    from hsens_jax.train import TrainSpec, prepare_data
+    from hsens_jax.engine.builtin import sized_model
+    from hsens_jax.engine.train import TrainSpec, prepare_data
 
     ds = load_dataset("digits")
     values = {"learning_rate": 2.9e-3, "weight_decay": 2.9e-4, "optimizer": "adam"}
@@ -145,7 +145,7 @@ def test_float32_adjoint_overflow_is_explained_and_auto_mode_avoids_it():
     with jax.enable_x64(True):
         data64 = prepare_data(ds)
     for n_steps in (50, 500):
-        spec = TrainSpec(ModelSpec("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64,
+        spec = TrainSpec(sized_model("mlp", 32, 1, 10, (8, 8, 1)), "classification", batch_size=64,
                          n_steps=n_steps, n_train=ds.n_train, optimizers=("adam",))
         with jax.enable_x64(True):
             ref = hypergradient(spec, data64, values, key0(), wrt, mode="forward", coordinates="raw")

@@ -8,13 +8,13 @@ import pytest
 
 from hsens_jax.hypergrad.core import hypergradient
 from hsens_jax.hypergrad.descent import hypergradient_descent
-from hsens_jax.models import ModelSpec
+from hsens_jax.engine.builtin import sized_model
 from hsens_jax.space import Float, Space
-from hsens_jax.train import TrainSpec
+from hsens_jax.engine.train import TrainSpec
 
 from .conftest import digits_data, key0
 
-DIGITS = TrainSpec(ModelSpec("mlp", 16, 1, 10, (8, 8, 1), ("tanh",)), "classification", batch_size=32, n_steps=30,
+DIGITS = TrainSpec(sized_model("mlp", 16, 1, 10, (8, 8, 1), ("tanh",)), "classification", batch_size=32, n_steps=30,
                    n_train=160, optimizers=("sgd",))
 START = {"learning_rate": 0.01, "weight_decay": 1e-3, "optimizer": "sgd", "activation": "tanh"}
 SPACE = Space([Float("learning_rate", 1e-3, 0.05, log=True), Float("weight_decay", 1e-5, 1e-1, log=True)])

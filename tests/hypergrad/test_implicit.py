@@ -7,8 +7,8 @@ import pytest
 
 from hsens_jax.hypergrad.core import hypergradient
 from hsens_jax.hypergrad.implicit import implicit_gradient
-from hsens_jax.models import ModelSpec
-from hsens_jax.train import TrainSpec
+from hsens_jax.engine.builtin import sized_model
+from hsens_jax.engine.train import TrainSpec
 
 from .conftest import key0, runge_data
 
@@ -70,7 +70,7 @@ def test_implicit_gradient_rejects_unknown_solver():
 
 # ----------------------------------------------------------------------------- the engine at convergence
 
-CONVERGED = TrainSpec(ModelSpec("mlp", 8, 1, 1, (1,), ("tanh",)), "regression", batch_size=80, n_steps=2000,
+CONVERGED = TrainSpec(sized_model("mlp", 8, 1, 1, (1,), ("tanh",)), "regression", batch_size=80, n_steps=2000,
                       n_train=80, optimizers=("sgd",))
 CONVERGED_VALUES = {"learning_rate": 0.5, "weight_decay": 0.02, "activation": "tanh", "optimizer": "sgd"}
 
@@ -93,10 +93,10 @@ def test_implicit_matches_unrolled_at_convergence(x64):
     (("learning_rate",), {}, {}, "only handles"),
     (("weight_decay",), {"optimizer": "adamw"}, {"optimizers": ("adamw",)}, "adamw"),
     (("label_smoothing",), {}, {}, "regression"),
-    (("weight_decay",), {}, {"model": ModelSpec("mlp", 8, 1, 1, (1,), dropout=True)}, "deterministic"),
+    (("weight_decay",), {}, {"model": sized_model("mlp", 8, 1, 1, (1,), dropout=True)}, "deterministic"),
 ])
 def test_implicit_refuses_what_it_cannot_do(wrt, values, spec_kw, match):
-    kw = dict(model=ModelSpec("mlp", 8, 1, 1, (1,)), task="regression", batch_size=80, n_steps=5, n_train=80)
+    kw = dict(model=sized_model("mlp", 8, 1, 1, (1,)), task="regression", batch_size=80, n_steps=5, n_train=80)
     kw.update(spec_kw)
     spec = TrainSpec(**kw)
     with jax.enable_x64(True):

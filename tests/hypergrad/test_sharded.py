@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hsens_jax.hypergrad import forward_directions, forward_gradient, hypergradient
-from hsens_jax.train import hp_from_values
+from hsens_jax.engine.train import hp_from_values
 
 from .conftest import RUNGE_SPEC, RUNGE_VALUES, RUNGE_WRT, key0, runge_data
 

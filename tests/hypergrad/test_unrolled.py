@@ -10,7 +10,7 @@ import pytest
 
 from hsens_jax.hypergrad.core import hypergradient
 from hsens_jax.hypergrad.unrolled import _depends, default_segment, unrolled_gradient
-from hsens_jax.train import hp_from_values, init_state, train
+from hsens_jax.engine.train import hp_from_values, init_state, train
 
 from .conftest import RUNGE_SPEC, RUNGE_VALUES, RUNGE_WRT, digits_data, key0, runge_data
 
@@ -195,11 +195,11 @@ def test_default_segment():
 
 def test_adam_classification_matches_finite_differences(x64):
     """Digits, Adam, label smoothing: every optimizer hyperparameter against central differences."""
-    from hsens_jax.models import ModelSpec
-    from hsens_jax.train import TrainSpec
+    from hsens_jax.engine.builtin import sized_model
+    from hsens_jax.engine.train import TrainSpec
 
     data = digits_data()
-    spec = TrainSpec(ModelSpec("mlp", 16, 1, 10, (8, 8, 1), ("tanh",)), "classification", batch_size=32,
+    spec = TrainSpec(sized_model("mlp", 16, 1, 10, (8, 8, 1), ("tanh",)), "classification", batch_size=32,
                      n_steps=12, n_train=data.x_train.shape[0], optimizers=("adam",))
     values = {"learning_rate": 0.01, "b1": 0.9, "b2": 0.99, "eps": 1e-3, "label_smoothing": 0.1,
               "weight_decay": 1e-3, "activation": "tanh"}
@@ -243,7 +243,7 @@ def test_memory_checkpointed_and_forward_far_below_reverse(x64):
 def test_unguarded_step_is_the_guarded_step_while_finite_and_flags_the_first_nan(x64):
     """``train_step(guard=False)`` (what the hypergradients differentiate) equals the engine's guarded
     step bit for bit on a finite run, and records the first non-finite loss as the divergence step."""
-    from hsens_jax.train import batch_indices, init_carry, train_step
+    from hsens_jax.engine.train import batch_indices, init_carry, train_step
 
     data = runge_data()
 
@@ -332,11 +332,11 @@ def test_depends_is_a_conservative_data_flow_pass():
 def test_forward_equals_reverse_with_batch_norm_dropout_and_adam(x64):
     """The forward mode's per-step tangents cover every state leaf that depends on the
     hyperparameters (batch-norm statistics, Adam moments), with dropout noise in the steps."""
-    from hsens_jax.models import ModelSpec
-    from hsens_jax.train import TrainSpec
+    from hsens_jax.engine.builtin import sized_model
+    from hsens_jax.engine.train import TrainSpec
 
     data = digits_data()
-    spec = TrainSpec(ModelSpec("mlp", 16, 2, 10, (8, 8, 1), ("relu",), dropout=True, batch_norm=True),
+    spec = TrainSpec(sized_model("mlp", 16, 2, 10, (8, 8, 1), ("relu",), dropout=True, batch_norm=True),
                      "classification", batch_size=32, n_steps=10, n_train=data.x_train.shape[0],
                      optimizers=("adam",))
     # eps = 1e-3: with Adam's default 1e-8, batch norm makes some gradients nearly zero and the
@@ -355,11 +355,11 @@ def test_forward_equals_reverse_with_batch_norm_dropout_and_adam(x64):
 def test_adam_with_masked_units_and_no_weight_decay_is_finite():
     """Masked units and the digits' always-zero border pixels get exactly zero gradients, so
     Adam's second moment stays 0; eps_root under the square root keeps hypergradients finite."""
-    from hsens_jax.models import ModelSpec
-    from hsens_jax.train import TrainSpec
+    from hsens_jax.engine.builtin import sized_model
+    from hsens_jax.engine.train import TrainSpec
 
     data = digits_data()
-    spec = TrainSpec(ModelSpec("mlp", 16, 1, 10, (8, 8, 1)), "classification", batch_size=32, n_steps=10,
+    spec = TrainSpec(sized_model("mlp", 16, 1, 10, (8, 8, 1)), "classification", batch_size=32, n_steps=10,
                      n_train=data.x_train.shape[0], optimizers=("adam",))
     values = {"learning_rate": 0.01, "weight_decay": 0.0, "width": 8}
     out = {m: hypergradient(spec, data, values, key0(), ("learning_rate", "b1"), mode=m, coordinates="raw")

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from hsens_jax.host import cpu_cores, use_cpu_cores
+from hsens_jax.engine.devices import cpu_cores, use_cpu_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import jax, jax.numpy as jnp
-from hsens_jax.host import use_cpu_cores, cpu_cores
+from hsens_jax.engine.devices import use_cpu_cores, cpu_cores
 print("CORES", cpu_cores())
 {before}
 print("GOT", use_cpu_cores({n}), "DEVICES", len(jax.devices("cpu")))

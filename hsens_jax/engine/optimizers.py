@@ -1,4 +1,9 @@
-"""One optax optimizer whose kind, and every numeric setting, is a hyperparameter.
+"""The engine's built-in optimizer: one optax optimizer whose kind, every numeric setting and
+the learning-rate schedule are hyperparameters.
+
+A model that brings no optimizer of its own (:class:`hsens_jax.engine.Model` with
+``optimizer=None``, the built-in MLP and CNN among them) is trained with this one; its
+hyperparameters are :data:`HYPERPARAMETERS`, with :data:`DEFAULTS`.
 
 A sweep trains configurations that use different optimizers inside one compiled
 program. :func:`make_optimizer` returns an ``optax.inject_hyperparams`` transformation
@@ -12,7 +17,7 @@ others evolve but are never used. The price is one extra optimizer update per
 additional choice, small next to a forward and backward pass. With a single optimizer
 no selection happens at all.
 
-Adam and AdamW are :mod:`hsens_jax.adam`'s: optax's values and state, with a derivative
+Adam and AdamW are :mod:`hsens_jax.engine.adam`'s: optax's values and state, with a derivative
 rule that keeps forward-mode hypergradients fused (fewer kernels per step).
 
 Weight decay: ``adamw`` decays weights decoupled from the gradient (Loshchilov and
@@ -28,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hsens_jax.adam import adam, adamw
+from hsens_jax.engine.adam import adam, adamw
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 """Names :func:`make_optimizer` understands."""
@@ -41,6 +46,53 @@ training by ~1e-15 relative."""
 
 HYPERPARAMETERS = ("learning_rate", "momentum", "b1", "b2", "eps", "weight_decay", "rms_decay")
 """Numeric optimizer hyperparameters, each a scalar per configuration."""
+
+SCHEDULES = ("constant", "cosine", "linear", "exponential")
+"""Learning-rate schedules. With ``p`` the fraction of post-warmup training done and
+``a = final_lr_fraction``: constant 1, cosine ``a + (1-a)(1+cos(pi p))/2``, linear
+``1 - (1-a) p``, exponential ``a ** p``. A linear warmup over the first
+``warmup * n_steps`` steps multiplies all of them."""
+
+DEFAULTS = {
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "rms_decay": 0.9,
+    "schedule": "constant",
+    "warmup": 0.0,
+    "final_lr_fraction": 0.0,
+}
+"""Every hyperparameter of the built-in optimizer and schedule, with its default."""
+
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+"""The built-in optimizer's categorical hyperparameters and their names (traced as indices)."""
+
+USED_BY = {
+    "momentum": ("momentum", "nesterov"),
+    "b1": ("adam", "adamw"),
+    "b2": ("adam", "adamw"),
+    "eps": ("adam", "adamw", "rmsprop"),
+    "rms_decay": ("rmsprop",),
+}
+"""Settings that only some optimizers read (the others read every setting of :data:`DEFAULTS`)."""
+
+BOUNDS = {
+    "learning_rate": (0.0, None, False),
+    "momentum": (0.0, 1.0, False),
+    "b1": (0.0, 1.0, True),
+    "b2": (0.0, 1.0, True),
+    "eps": (0.0, None, False),
+    "weight_decay": (0.0, None, False),
+    "rms_decay": (0.0, 1.0, True),
+    "warmup": (0.0, 1.0, False),
+    "final_lr_fraction": (0.0, 1.0, False),
+}
+"""Valid ranges ``(low, high, high excluded)`` of numeric settings (low included): a negative
+learning rate or a momentum above 1 is refused before anything is trained."""
 
 
 def _single(name: str, learning_rate, momentum, b1, b2, eps, weight_decay, rms_decay):
@@ -108,3 +160,33 @@ def make_optimizer(names: Sequence[str], **hyperparameters) -> optax.GradientTra
         raise ValueError(f"make_optimizer: missing hyperparameters {missing}")
     kwargs = {h: hyperparameters[h] for h in HYPERPARAMETERS + ("choice",)}
     return optax.inject_hyperparams(_selecting(names))(**kwargs)
+
+
+def learning_rate_at(schedules: tuple[str, ...], n_steps: int, hp, t) -> jax.Array:
+    """Learning rate at step ``t`` (0-based) under the configuration's schedule.
+
+    ``schedules``: the names ``hp["schedule"]`` indexes; ``n_steps``: the run's length (static).
+    """
+    total = n_steps
+    lr = hp["learning_rate"]
+    t = jnp.asarray(t, lr.dtype)
+    warm = hp["warmup"] * total
+    warm_factor = jnp.where(warm > 0, jnp.clip((t + 1) / jnp.maximum(warm, 1e-12), 0.0, 1.0), 1.0)
+    p = jnp.clip((t - warm) / jnp.maximum(total - warm, 1.0), 0.0, 1.0)
+    a = hp["final_lr_fraction"]
+    shapes = {
+        "constant": lambda: jnp.ones_like(p),
+        "cosine": lambda: a + (1 - a) * 0.5 * (1 + jnp.cos(jnp.pi * p)),
+        "linear": lambda: 1 - (1 - a) * p,
+        "exponential": lambda: jnp.power(jnp.maximum(a, 1e-30), p),
+    }
+    if len(schedules) == 1:
+        decay = shapes[schedules[0]]()
+    else:
+        decay = jnp.select([hp["schedule"] == i for i in range(len(schedules))], [shapes[s]() for s in schedules])
+    return lr * warm_factor * decay
+
+
+def builtin_optimizer(optimizers: tuple[str, ...], hp) -> optax.GradientTransformation:
+    """:func:`make_optimizer` over ``optimizers`` with a configuration's values ``hp``."""
+    return make_optimizer(optimizers, choice=hp["optimizer"], **{h: hp[h] for h in HYPERPARAMETERS})

@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hsens_jax.models import ModelSpec, conv_same, counter_uniform, elementwise_normal
-from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
+from hsens_jax.engine.builtin import sized_model, conv_same, counter_uniform, elementwise_normal
+from hsens_jax.engine.train import TrainSpec, hp_from_values, prepare_data, train
 
 
 def _spec(ds, kind, width, depth, steps=30, **model):
-    m = ModelSpec(kind, width, depth, ds.output_dim, tuple(ds.input_shape), **model)
+    m = sized_model(kind, width, depth, ds.output_dim, tuple(ds.input_shape), **model)
     return TrainSpec(m, ds.task, batch_size=32, n_steps=steps, n_train=ds.n_train, n_evals=5)
 
 
@@ -102,24 +102,24 @@ def test_parameter_count_and_flops_match_the_built_network(small_digits):
     for kind, bn in (("mlp", False), ("mlp", True), ("cnn", False)):
         for widths in ([16], [16, 8], [5, 7, 9]):
             depth = len(widths)
-            m = ModelSpec(kind, max(widths), depth, 10, tuple(ds.input_shape), batch_norm=bn)
+            m = sized_model(kind, max(widths), depth, 10, tuple(ds.input_shape), batch_norm=bn)
             spec = TrainSpec(m, "classification", 32, 1, ds.n_train)
             hp = hp_from_values({"hidden_layer_sizes": ",".join(map(str, widths))}, spec)
             # a network built exactly at this size (per-layer sizes): count its parameters
-            exact = ModelSpec(kind, max(widths), depth, 10, tuple(ds.input_shape), batch_norm=bn,
+            exact = sized_model(kind, max(widths), depth, 10, tuple(ds.input_shape), batch_norm=bn,
                               layer_widths=tuple(widths))
             # shapes only (jax.eval_shape traces the initialization without running it)
-            params = jax.eval_shape(lambda: exact.module().init({"params": jax.random.key(0)},
+            params = jax.eval_shape(lambda: exact.module_instance().init({"params": jax.random.key(0)},
                                                                 jnp.zeros((1, *ds.input_shape)), hp)["params"])
             n = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
-            assert m.parameter_count(np.array(widths, float), depth, bn) == n
+            assert m.count_parameters(np.array(widths, float), depth, bn) == n
             w = np.array(widths, float)
             k = 1 if kind == "mlp" else 9
             fan_in = np.concatenate([[64 if kind == "mlp" else 1], w[:-1]])
             expected = np.sum(k * fan_in * w + w) + (2 * w.sum() if bn else 0) + w[-1] * 10 + 10
-            assert m.parameter_count(w, depth, bn) == expected
+            assert m.count_parameters(w, depth, bn) == expected
             flops = 2 * (np.sum(fan_in * w) * (1 if kind == "mlp" else 64 * 9) + w[-1] * 10)
-            assert m.flops_per_example(w, depth) == flops
+            assert m.count_flops(w, depth) == flops
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
@@ -140,7 +140,7 @@ def test_per_layer_sizes_equal_the_uniform_masked_program_float64(small_digits, 
         a, b = run(uniform), run(per_layer)
         for name in ("train_curve", "val_loss_curve", "val_accuracy_curve"):
             np.testing.assert_allclose(b[name], a[name], rtol=1e-10, err_msg=name)
-        params = per_layer.model.module().init({"params": key}, data.x_train[:1], hp_from_values(
+        params = per_layer.model.module_instance().init({"params": key}, data.x_train[:1], hp_from_values(
             {"hidden_layer_sizes": "9,5" if kind == "mlp" else "4,3"}, per_layer))["params"]
         prefix = "hidden" if kind == "mlp" else "conv"
         assert params[f"{prefix}_1"]["kernel"].shape[-2:] == sizes
@@ -153,9 +153,9 @@ def test_per_layer_sizes_reject_configurations_that_do_not_fit(small_digits):
     with pytest.raises(ValueError, match="depth 1"):
         hp_from_values({"hidden_layer_sizes": np.array(["10,4", "8"], dtype=object)}, spec)
     with pytest.raises(ValueError, match="layer_widths"):
-        ModelSpec("mlp", 10, 2, 10, (64,), layer_widths=(10,))
+        sized_model("mlp", 10, 2, 10, (64,), layer_widths=(10,))
     with pytest.raises(ValueError, match="layer_widths"):
-        ModelSpec("mlp", 10, 2, 10, (64,), layer_widths=(8, 4))
+        sized_model("mlp", 10, 2, 10, (64,), layer_widths=(8, 4))
     # equal sizes keep depth masking
     uniform = _spec(small_digits, "mlp", 10, 2, layer_widths=(10, 10))
     hp_from_values({"hidden_layer_sizes": np.array(["10,4", "8"], dtype=object)}, uniform)
@@ -163,10 +163,10 @@ def test_per_layer_sizes_reject_configurations_that_do_not_fit(small_digits):
 
 def test_model_spec_rejects_bad_input():
     with pytest.raises(ValueError, match="kind"):
-        ModelSpec("rnn", 8, 1, 10, (8, 8, 1))
+        sized_model("rnn", 8, 1, 10, (8, 8, 1))
     with pytest.raises(ValueError, match="activation"):
-        ModelSpec("mlp", 8, 1, 10, (64,), activations=("swish2",))
+        sized_model("mlp", 8, 1, 10, (64,), activations=("swish2",))
     with pytest.raises(ValueError, match="max_width"):
-        ModelSpec("mlp", 0, 1, 10, (64,))
+        sized_model("mlp", 0, 1, 10, (64,))
     with pytest.raises(ValueError, match="image"):
-        ModelSpec("cnn", 8, 1, 10, (64,))
+        sized_model("cnn", 8, 1, 10, (64,))

@@ -3,7 +3,7 @@
 On a CPU, JAX exposes a single device by default. One XLA program then uses several cores
 only inside its larger operations, and a sweep of many small networks keeps about one core
 busy. With the CPU split into one JAX device per core, :func:`hsens_jax.run_sweep` shards
-every chunk's runs over the devices (see :mod:`hsens_jax.sweep`) and each core trains its
+every chunk's runs over the devices (see :mod:`hsens_jax.engine.sweep`) and each core trains its
 share. The ``hsens`` command line does this by default (``--cpu-devices``). Measured on a
 2-core AMD EPYC, three runs each, interleaved: the sweep of ``hsens demo`` (256 MLPs on the
 digits) took 21.7-23.8 s on two CPU devices and 25.3-28.5 s on one.

@@ -13,8 +13,8 @@ import pytest
 
 from hsens_jax.results import load_results
 from hsens_jax.space import Categorical, Float, Int, Space
-from hsens_jax.sweep import run_sweep
-from hsens_jax.train import TrainSpec, hp_from_values, prepare_data, train
+from hsens_jax.engine.sweep import run_sweep
+from hsens_jax.engine.train import TrainSpec, hp_from_values, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +47,10 @@ def test_sweep_shapes_groups_and_agreement_with_single_training(small_digits, tm
     # configuration 2, seed 5, trained on its own, gives the same numbers
     i = 2
     rec = SPACE.decode({n: c[i:i + 1] for n, c in configs.items()})[0]
-    from hsens_jax.models import ModelSpec
+    from hsens_jax.engine.builtin import sized_model
 
     group = res.meta["groups"][int(res.metrics["group"][i])]
-    model = ModelSpec("mlp", group["max_width"], 1, 10, (8, 8, 1))
+    model = sized_model("mlp", group["max_width"], 1, 10, (8, 8, 1))
     spec = TrainSpec(model, "classification", rec["batch_size"], 12, small_digits.n_train,
                      optimizers=tuple(group["optimizers"]), n_evals=4)
     values = {k_: v for k_, v in rec.items() if k_ != "batch_size"} | {"depth": 1}
@@ -76,16 +76,16 @@ def test_interrupted_sweep_resumes_to_the_same_results(small_digits, tmp_path):
             assert p.stat().st_mtime_ns == mtimes[p.name]
     for name in ("final_val_loss", "val_loss_curve", "train_curve", "diverged"):
         np.testing.assert_array_equal(resumed.metrics[name], full.metrics[name], err_msg=name)
-    # a different sweep is refused, not mixed in
-    with pytest.raises(ValueError, match="different sweep"):
-        run_sweep(small_digits, SPACE, _configs(5), run_dir=tmp_path, **kw)
+    # a sweep with other settings is refused, not mixed in; naming what changed
+    with pytest.raises(ValueError, match="fixed.steps: 12 -> 13"):
+        run_sweep(small_digits, SPACE, configs, run_dir=tmp_path, **{**kw, "fixed": {**FIXED, "steps": 13}})
 
 
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np
     from hsens_jax.data import load_dataset
     from hsens_jax.space import Space
-    from hsens_jax.sweep import run_sweep
+    from hsens_jax.engine.sweep import run_sweep
     sys.path.insert(0, {tests!r})
     from test_sweep import SPACE, FIXED, _configs
     import jax
@@ -180,7 +180,7 @@ def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
     the results are those of the groups run one at a time."""
     import threading
 
-    import hsens_jax.sweep as sweep_mod
+    import hsens_jax.engine.sweep as sweep_mod
 
     original = sweep_mod._compiled
     threads = []

@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from hsens_jax.optimizers import OPTIMIZERS, make_optimizer
+from hsens_jax.engine.optimizers import OPTIMIZERS, make_optimizer
 
 HP = dict(learning_rate=0.05, momentum=0.8, b1=0.85, b2=0.99, eps=1e-7, weight_decay=0.01, rms_decay=0.95)
 

@@ -1,4 +1,4 @@
-"""hsens_jax.adam: optax's Adam(W) values, with its own (exact) derivative."""
+"""hsens_jax.engine.adam: optax's Adam(W) values, with its own (exact) derivative."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from hsens_jax.adam import adam, adam_step, adamw
+from hsens_jax.engine.adam import adam, adam_step, adamw
 
 SETTINGS = dict(b1=0.85, b2=0.99, eps=1e-7, eps_root=1e-30)
 
@@ -126,7 +126,7 @@ def test_hyperparameter_derivatives_through_training(name):
     equal to JAX's derivative of optax's optimizer in float64 (1e-10), and in float32
     within 1e-4 of that (relative to each derivative's largest entry), no further from it
     than optax's own float32 derivative is (within 3x: rounding differs, accuracy not)."""
-    import hsens_jax.adam as ours
+    import hsens_jax.engine.adam as ours
 
     with jax.enable_x64(True):
         truth = _final_params_jacobian(optax, name, jnp.float64, jax.jacfwd)
