@@ -9,7 +9,7 @@ def test_progress_line_reports_steps_rate_and_time_left():
     bar.update(100, configs=4)
     bar.close()
     text = buf.getvalue()
-    assert "100/100 steps" in text and "configs/s" in text and "left" in text
+    assert "100/100 steps" in text and "runs/s" in text and "left" in text
 
 
 def test_disabled_progress_is_silent():

@@ -24,8 +24,9 @@ repeats, the two variants in interleaved processes), while in the benchmark's ow
 (both variants in one process among other programs) the two overlap: 1.44-1.54x
 against 1.46-1.67x. Reverse mode through JAX's own adjoint stores less: 4.75 loop
 states per step instead of 5.3 (812 MiB at T = 10000; 995 MiB in earlier runs with
-optax's derivative). And float32 reverse-mode adjoints overflow later: a 50-step digits
-case that gave NaN now agrees with float64 to 1e-4 (see :mod:`hsens_jax.hypergrad.core`).
+optax's derivative). And float32 reverse-mode adjoints overflow later: with the engine's
+earlier batch order, a 50-step digits case that gave NaN agreed with float64 to 1e-4 (see
+:mod:`hsens_jax.hypergrad.core` for the case under the current batch order).
 
 The derivative is the same (tested against JAX's derivative of the textbook formula in
 every argument, bias corrections and ``eps`` included, so ``b1``, ``b2`` and ``eps``

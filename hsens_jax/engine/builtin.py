@@ -360,7 +360,12 @@ class MaskedNet(Model):
 
     def program_defaults(self):
         """A sized model's configurations default to its full size: ``max_width`` x ``max_depth``."""
-        return {"width": self.max_width, "depth": self.max_depth} if self.sized else {}
+        if not self.sized:
+            return {}
+        out = {"width": self.max_width, "depth": self.max_depth}
+        if HYPERPARAMETERS["activation"] not in self.activations:
+            out["activation"] = self.activations[0]
+        return out
 
     def validate(self, values: Mapping[str, np.ndarray], explicit, space) -> None:
         both = [n for n in ("width", "depth") if n in explicit and "hidden_layer_sizes" in explicit]

@@ -756,8 +756,7 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
         if len(runs) == 0:
             return None
         hp, keys, fold = inputs(group, runs[:1], size)
-        fn = _compiled(group.spec, n_folds > 1)
-        compiling[key] = compiler.submit(lambda: fn.lower(data, hp, keys, fold).compile())
+        compiling[key] = compiler.submit(lambda: _compiled(group.spec, n_folds > 1).lower(data, hp, keys, fold).compile())
         return compiling[key]
 
     def first_size(gi):

@@ -290,6 +290,10 @@ def hp_from_values(values: dict[str, Any], spec: TrainSpec, dtype=None) -> dict[
             raise ValueError(f"hyperparameter {name!r} is static in this program ({static[name]!r}); got {v!r}")
     vals = {n: d for n, (who, d) in known.items() if who != "loop" and d is not None and n not in static}
     vals.update({n: d for n, d in model.program_defaults().items() if n not in static})
+    for name in opt.CHOICES:  # a default the program cannot choose falls back to its first choice
+        table = spec.optimizers if name == "optimizer" else spec.schedules
+        if name in vals and name not in values and vals[name] not in table:
+            vals[name] = table[0]
     vals.update({n: v for n, v in values.items() if n not in static and n not in LOOP})
     builtin_names = set(model.known_hyperparameters() or ())
     given = {n: v for n, v in values.items() if n in vals}

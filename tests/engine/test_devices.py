@@ -7,7 +7,7 @@ import pytest
 
 from hsens_jax.engine.devices import cpu_cores, use_cpu_cores
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import jax, jax.numpy as jnp

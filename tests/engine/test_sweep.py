@@ -16,7 +16,7 @@ from hsens_jax.space import Categorical, Float, Int, Space
 from hsens_jax.engine.sweep import run_sweep
 from hsens_jax.engine.train import TrainSpec, hp_from_values, prepare_data, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SPACE = Space([
     Float("learning_rate", 1e-3, 0.5, log=True),
@@ -97,7 +97,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def _script(run_dir, chunk=2):
-    return SCRIPT.format(tests=str(ROOT / "tests"), run_dir=str(run_dir), chunk=chunk)
+    return SCRIPT.format(tests=str(ROOT / "tests" / "engine"), run_dir=str(run_dir), chunk=chunk)
 
 
 def test_killed_process_resumes(small_digits, tmp_path):
@@ -185,9 +185,9 @@ def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
     original = sweep_mod._compiled
     threads = []
 
-    def recording(spec):
+    def recording(spec, folds):
         threads.append(threading.current_thread().name)
-        return original(spec)
+        return original(spec, folds)
 
     configs = _configs()
     reference = run_sweep(small_digits, SPACE, configs, fixed=FIXED, n_evals=2, progress=False)

@@ -6,6 +6,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from hsens_jax.engine.counters import counter_permutation
 import pytest
 
 from hsens_jax.hypergrad.core import hypergradient
@@ -134,8 +136,9 @@ def numpy_problem():
         base = [np.asarray(p["hidden_0"]["kernel"]), np.asarray(p["output"]["kernel"])]
         spe = spec.n_train // spec.batch_size
         epochs = jnp.arange(spec.n_steps // spe + 1)
-        perms = np.asarray(jax.jit(jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(keys[1], e),
-                                                                             spec.n_train)))(epochs))
+        # the engine's documented order: epoch e visits counter_permutation(fold_in(order_key, e), n)
+        perms = np.asarray(jax.jit(jax.vmap(lambda e: counter_permutation(jax.random.fold_in(keys[1], e),
+                                                                          spec.n_train)))(epochs))
     batches = [perms[t // spe][(t % spe) * spec.batch_size:(t % spe + 1) * spec.batch_size] for t in range(spec.n_steps)]
     arrs = [np.asarray(a, np.float64).reshape(len(a), -1) for a in (data.x_train, data.y_train, data.x_val, data.y_val)]
     return base, batches, arrs
