@@ -16,11 +16,12 @@ from hsens_jax.engine.hyperparameters import HyperparameterWarning
 from hsens_jax.engine.model import Dropout, Model, ModelError, accuracy, cross_entropy, mean_squared_error
 from hsens_jax.engine.optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
 from hsens_jax.engine.sweep import as_model, plan_sweep, program, run_sweep
-from hsens_jax.engine.train import DIVERGENCE_REASONS, TrainData, TrainSpec, hp_from_values, prepare_data
+from hsens_jax.engine.train import (DIVERGENCE_REASONS, Patience, TrainData, TrainSpec, advance, hp_from_values,
+                                    init_carry, prepare_data)
 
 __all__ = [
     "CNN", "DIVERGENCE_REASONS", "Dropout", "HyperparameterWarning", "MLP", "MaskedNet", "Model", "ModelError",
-    "OPTIMIZERS", "SCHEDULES", "TrainData", "TrainSpec", "accuracy", "as_model", "cpu_cores", "cross_entropy",
+    "OPTIMIZERS", "Patience", "SCHEDULES", "advance", "init_carry", "TrainData", "TrainSpec", "accuracy", "as_model", "cpu_cores", "cross_entropy",
     "hp_from_values", "make_optimizer", "mean_squared_error", "plan_sweep", "prepare_data", "program", "run_sweep",
     "sized_model", "use_cpu_cores",
 ]

@@ -320,7 +320,7 @@ def _budget(values, n_train):
 
 def plan_sweep(dataset, space: Space | None, configs: Mapping[str, np.ndarray] | None, *, model="mlp", fixed=None,
                cv=None, n_evals: int = 20, group_by: Sequence[str] = (), eval_batch_size: int = 512, dtype=None,
-               traced: Sequence[str] = ()) -> Plan:
+               traced: Sequence[str] = (), patience=None) -> Plan:
     """Resolve the hyperparameters, find the static ones, and size one program per group.
 
     Nothing is trained or compiled (a user's model is traced once per group with
@@ -352,7 +352,8 @@ def plan_sweep(dataset, space: Space | None, configs: Mapping[str, np.ndarray] |
             n_steps=int(n_steps[rows[0]]), n_train=n_train,
             optimizers=resolved.choices.get("optimizer", ("adam",)),
             schedules=resolved.choices.get("schedule", ("constant",)),
-            n_evals=n_evals, eval_batch_size=eval_batch_size, static=tuple(static.items()), chance_loss=chance)
+            n_evals=n_evals, eval_batch_size=eval_batch_size, static=tuple(static.items()), chance_loss=chance,
+            patience=patience)
 
     grouped = set(group_by) | set(resolved.static)
     # static hyperparameters a user's model needs, found by tracing the first configuration
@@ -569,6 +570,7 @@ def run_sweep(
     devices=None,
     design: Mapping[str, Any] | None = None,
     stop_after_chunks: int | None = None,
+    patience=None,
 ) -> SweepResult:
     """Train every configuration of ``configs`` with every seed (and fold); return the results.
 
@@ -597,6 +599,9 @@ def run_sweep(
       design: description of how ``configs`` were made, stored in the metadata.
       stop_after_chunks: compute at most this many new chunks, then raise
         ``KeyboardInterrupt`` (used to test resumption; the run directory keeps them).
+      patience: early stopping of each run (:class:`hsens_jax.engine.train.Patience`, with
+        scikit-learn's ``n_iter_no_change``/``tol`` semantics), or None. Stopped runs keep the
+        results of the state they stopped in; ``stopped`` and ``stopped_step`` say which.
 
     Returns:
       A :class:`hsens_jax.results.SweepResult`: scalar metrics (K, S) (or (K, S, F)), curves
@@ -622,7 +627,7 @@ def run_sweep(
     bar = Progress(None, desc="sweep", enabled=progress)
     bar.note("planning")
     plan = plan_sweep(dataset, space, configs, model=model, fixed=fixed, cv=cv, n_evals=n_evals,
-                      group_by=tuple(group_by), eval_batch_size=eval_batch_size)
+                      group_by=tuple(group_by), eval_batch_size=eval_batch_size, patience=patience)
     k, s = len(next(iter(configs.values()))), len(seeds)
     n_folds = len(plan.folds) if plan.folds else 1
     devices = list(devices or jax.local_devices())
@@ -640,6 +645,7 @@ def run_sweep(
         "space": space.to_dict(), "fixed": {n: _json(v) for n, v in fixed.items()},
         "dataset": _dataset_fingerprint(dataset), "n_evals": n_evals, "eval_batch_size": eval_batch_size,
         "group_by": list(group_by), "cv": cv, "precision": precision,
+        "patience": None if patience is None else dict(patience.__dict__),
         "devices": f"{n_dev} x {devices[0].platform}", "versions": _versions(),
     }
     settings_fp = fingerprint(settings)

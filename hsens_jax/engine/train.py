@@ -75,6 +75,36 @@ times the chance-level loss is flagged as stuck at chance level."""
 
 
 @dataclass(frozen=True)
+class Patience:
+    """Early stopping of each run on its own, with scikit-learn's ``n_iter_no_change`` / ``tol``.
+
+    At every check a run whose monitored value did not improve on its best by more than
+    ``tol`` counts one more check without improvement (an improving check resets the
+    count); when the count exceeds ``n_iter_no_change`` the run stops: its parameters stop
+    moving and its final metrics are those of the stopped state (flag ``stopped``, step
+    ``stopped_step``). Checks happen at the end of each epoch for ``monitor="train_loss"``
+    (the epoch's mean minibatch loss, as ``MLPClassifier(early_stopping=False)``), and at each
+    validation point for ``"val_loss"`` or ``"val_<metric>"`` (improvement in the metric's
+    direction; ``MLPClassifier(early_stopping=True)`` monitors the validation accuracy once
+    per epoch: set ``n_evals`` to the number of epochs). Under ``vmap`` the loop ends when
+    every run of the program has stopped (a ``lax.while_loop``).
+    """
+
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
+    monitor: str = "train_loss"
+
+    def __post_init__(self):
+        if isinstance(self.n_iter_no_change, bool) or not isinstance(self.n_iter_no_change, int) \
+                or self.n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}")
+        if not (isinstance(self.tol, (int, float)) and self.tol >= 0):
+            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
+        if self.monitor != "train_loss" and not self.monitor.startswith("val_"):
+            raise ValueError(f"monitor must be 'train_loss', 'val_loss' or 'val_<metric>', got {self.monitor!r}")
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     """Static description of one compiled training program.
 
@@ -91,6 +121,7 @@ class TrainSpec:
       eval_batch_size: validation examples per forward pass.
       static: the program's static hyperparameters, ``((name, value), ...)`` sorted.
       chance_loss: the chance-level validation loss (None: that criterion is off).
+      patience: early stopping of each run (:class:`Patience`), or None.
     """
 
     model: Model
@@ -104,6 +135,7 @@ class TrainSpec:
     eval_batch_size: int = 512
     static: tuple = ()
     chance_loss: float | None = None
+    patience: Patience | None = None
 
     def __post_init__(self):
         if self.task not in ("classification", "regression"):
@@ -358,12 +390,24 @@ class Record(NamedTuple):
     initial: dict  # the evaluation at initialization
 
 
+class Stopping(NamedTuple):
+    """Early-stopping bookkeeping of one run (see :class:`Patience`)."""
+
+    best: jax.Array  # best monitored value so far (lower is better: maximized metrics negated)
+    count: jax.Array  # checks without improvement
+    stopped: jax.Array
+    stopped_step: jax.Array
+    epoch_sum: jax.Array  # training loss summed over the current epoch
+    epoch_n: jax.Array
+
+
 class Carry(NamedTuple):
     state: TrainState
     perm: jax.Array
     record: Record
     keys: jax.Array  # (3,) keys: init, data order, dropout
     fold: jax.Array = 0
+    stop: Stopping | None = None
 
 
 def _optimizer(spec: TrainSpec, hp):
@@ -483,7 +527,12 @@ def init_carry(spec: TrainSpec, data: TrainData, hp, key, fold=0) -> Carry:
     record = Record(jnp.zeros((), dt), jnp.zeros((), dt), nan, {k: nan for k in initial}, best,
                     {k: v.astype(dt) for k, v in initial.items()})
     perm = jnp.zeros((data.x_train.shape[0] if data.train_idx is None else data.train_idx.shape[1],), jnp.int32)
-    return Carry(state, perm, record, keys, fold)
+    stop = None
+    if spec.patience is not None:
+        zero = jnp.zeros((), dt)
+        stop = Stopping(jnp.full((), jnp.inf, dt), jnp.zeros((), jnp.int32), jnp.zeros((), bool),
+                        jnp.full((), -1, jnp.int32), zero, zero)
+    return Carry(state, perm, record, keys, fold, stop)
 
 
 def _direction(spec: TrainSpec, name: str) -> str:
@@ -524,7 +573,7 @@ def optimizer_update(spec: TrainSpec, hp, params, opt_state, grads, t):
 
 
 def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_idx, dropout_key, t, *,
-               guard: bool = True):
+               guard: bool = True, active=None):
     """One optimizer step on the examples ``batch_idx`` (rows of ``data.x_train``); returns
     (new state, training loss).
 
@@ -536,6 +585,7 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
     identical results while training stays finite, and the flags record the first
     non-finite loss only. Hypergradients (:mod:`hsens_jax.hypergrad`) differentiate this
     lean step, whose guard would otherwise cost a select per parameter array in every pass.
+    ``active`` (a bool, with ``guard``): False leaves the state as it is (a stopped run).
     """
     x = data.x_train[batch_idx]
     y = data.y_train[batch_idx]
@@ -547,13 +597,13 @@ def train_step(spec: TrainSpec, data: TrainData, hp, state: TrainState, batch_id
         return TrainState(params, new_stats, opt_state, state.diverged | first,
                           jnp.where(first, jnp.asarray(t, jnp.int32), state.diverged_step)), loss
     ok = jnp.isfinite(loss) & _all_finite(params) & ~state.diverged
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    moving = ok if active is None else ok & active
     # The optimizer state is not frozen: a diverged configuration's parameters never move
     # again, so its moments are never read, and selecting them too (several arrays the size
     # of the parameters) cost 27% of the run time of the demo's largest program.
     return TrainState(
-        keep(params, state.params),
-        keep(new_stats, state.batch_stats),
+        jax.tree.map(lambda a, b: jnp.where(moving, a, b), params, state.params),
+        jax.tree.map(lambda a, b: jnp.where(moving, a, b), new_stats, state.batch_stats),
         opt_state,
         state.diverged | ~ok,
         jnp.where(ok | state.diverged, state.diverged_step, jnp.asarray(t, jnp.int32)),
@@ -590,10 +640,35 @@ def batch_indices(spec: TrainSpec, keys, perm, t, redraw=True, data: TrainData |
     return perm, batch_idx, jax.random.fold_in(keys[2], t)
 
 
+def _check(stop: Stopping, value, patience: Patience, t, do) -> Stopping:
+    """One patience check of ``value`` (lower is better) when ``do``."""
+    worse = ~(value < stop.best - patience.tol)  # NaN counts as no improvement
+    count = jnp.where(do, jnp.where(worse, stop.count + 1, 0), stop.count)
+    best = jnp.where(do, jnp.fmin(stop.best, value), stop.best)
+    halt = do & ~stop.stopped & (count > patience.n_iter_no_change)
+    return stop._replace(best=best, count=count, stopped=stop.stopped | halt,
+                         stopped_step=jnp.where(halt, jnp.asarray(t, jnp.int32), stop.stopped_step))
+
+
 def step(spec: TrainSpec, data: TrainData, hp, carry: Carry, t) -> Carry:
     """Loop body at step ``t``: new order at epoch starts, a train step, maybe a validation."""
     perm, batch_idx, dropout_key = batch_indices(spec, carry.keys, carry.perm, t, data=data, fold=carry.fold)
-    state, loss = train_step(spec, data, hp, carry.state, batch_idx, dropout_key, t)
+    stop = carry.stop
+    state, loss = train_step(spec, data, hp, carry.state, batch_idx, dropout_key, t,
+                             active=None if stop is None else ~stop.stopped)
+    pat = spec.patience
+    if stop is not None:
+        stop = stop._replace(epoch_sum=stop.epoch_sum + jnp.where(jnp.isfinite(loss), loss, jnp.inf),
+                             epoch_n=stop.epoch_n + 1)
+        if pat.monitor == "train_loss":
+            if data.train_idx is None:
+                spe = spec.steps_per_epoch
+            else:
+                spe = jnp.maximum(data.train_n[carry.fold] // spec.batch_size, 1)
+            end = (t + 1) % spe == 0
+            stop = _check(stop, stop.epoch_sum / jnp.maximum(stop.epoch_n, 1), pat, t, end)
+            stop = stop._replace(epoch_sum=jnp.where(end, 0.0, stop.epoch_sum),
+                                 epoch_n=jnp.where(end, 0.0, stop.epoch_n))
 
     rec = carry.record
     finite = jnp.isfinite(loss)
@@ -620,7 +695,14 @@ def step(spec: TrainSpec, data: TrainData, hp, carry: Carry, t) -> Carry:
 
     is_eval = ((t + 1) % spec.eval_every == 0) | (t == spec.n_steps - 1)
     rec = jax.lax.cond(is_eval, do_eval, lambda r: r, rec)
-    return Carry(state, perm, rec, carry.keys, carry.fold)
+    if stop is not None and pat.monitor != "train_loss":
+        key = pat.monitor[len("val_"):]
+        if key not in rec.val_curves:
+            raise ValueError(f"patience monitor {pat.monitor!r}: the run records {sorted(rec.val_curves)}")
+        value = rec.val_curves[key][t // spec.eval_every]
+        value = value if _direction(spec, key) == "minimize" else -value
+        stop = _check(stop, value, pat, t, is_eval)
+    return Carry(state, perm, rec, carry.keys, carry.fold, stop)
 
 
 def _name(key: str, prefix: str) -> str:
@@ -660,7 +742,22 @@ def finalize(spec: TrainSpec, carry: Carry, data: TrainData | None = None, hp=No
     out["diverged_reason"] = reason
     out["diverged_step"] = jnp.where(non_finite, carry.state.diverged_step,
                                      jnp.where(reason > 0, spec.n_steps - 1, -1)).astype(jnp.int32)
+    if carry.stop is not None:
+        out["stopped"] = carry.stop.stopped
+        out["stopped_step"] = carry.stop.stopped_step
     return out
+
+
+def advance(spec: TrainSpec, data: TrainData, hp, carry: Carry, t0, n: int) -> Carry:
+    """Steps ``t0, ..., t0 + n - 1`` of a run from ``carry`` (``t0`` may be traced, ``n`` static).
+
+    ``init_carry``, then ``advance`` over consecutive segments, then :func:`finalize` equals
+    :func:`train` (without a patience's early exit): a run can be trained in rungs, its
+    carry kept between them (successive halving continues only the survivors' carries).
+    """
+    first = jnp.asarray(t0, jnp.int32)
+    return jax.lax.scan(lambda c, i: (step(spec, data, hp, c, first + i), None), carry,
+                        jnp.arange(n, dtype=jnp.int32))[0]
 
 
 def train(spec: TrainSpec, data: TrainData, hp, key, fold=0) -> dict[str, jax.Array]:
@@ -674,6 +771,36 @@ def train(spec: TrainSpec, data: TrainData, hp, key, fold=0) -> dict[str, jax.Ar
       A dict of scalars and curves of length ``spec.n_points`` (see :func:`finalize`).
     """
     carry = init_carry(spec, data, hp, key, fold)
-    carry, _ = jax.lax.scan(lambda c, t: (step(spec, data, hp, c, t), None), carry,
-                            jnp.arange(spec.n_steps, dtype=jnp.int32))
+    if spec.patience is None:
+        carry, _ = jax.lax.scan(lambda c, t: (step(spec, data, hp, c, t), None), carry,
+                                jnp.arange(spec.n_steps, dtype=jnp.int32))
+    else:  # ends when the run stops (under vmap: when every run of the program has)
+        def body(ct):
+            c, t = ct
+            return step(spec, data, hp, c, t), t + 1
+
+        carry, t_end = jax.lax.while_loop(lambda ct: (ct[1] < spec.n_steps) & ~ct[0].stop.stopped, body,
+                                          (carry, jnp.zeros((), jnp.int32)))
+        carry = _final_evaluation(spec, data, hp, carry, t_end)
     return finalize(spec, carry, data, hp)
+
+
+def _final_evaluation(spec: TrainSpec, data: TrainData, hp, carry: Carry, t_end) -> Carry:
+    """A run that stopped early (at step ``t_end``): the curve points it did not reach hold its
+    stopped state's validation scores (and the training loss since its last point), so that its
+    final metrics are those of the state it stopped in."""
+
+    def fill(rec):
+        scores = evaluate(spec, data, hp, carry.state, carry.fold)
+        n_done = t_end // spec.eval_every
+        reached = jnp.arange(spec.n_points) < n_done
+        prev = rec.train_curve[jnp.maximum(n_done - 1, 0)]
+        partial = rec.train_loss_sum / jnp.maximum(rec.train_loss_count, 1)
+        train_fill = jnp.where(rec.train_loss_count > 0, partial, prev)
+        best = {k: (jnp.fmin if _direction(spec, k) == "minimize" else jnp.fmax)(rec.best[k], scores[k].astype(
+            rec.best[k].dtype)) for k in rec.best}
+        return rec._replace(train_curve=jnp.where(reached, rec.train_curve, train_fill),
+                            val_curves={k: jnp.where(reached, c, scores[k]) for k, c in rec.val_curves.items()},
+                            best=best)
+
+    return carry._replace(record=jax.lax.cond(t_end < spec.n_steps, fill, lambda r: r, carry.record))
