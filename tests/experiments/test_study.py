@@ -1,0 +1,108 @@
+"""Smoke tests of the experiments' machinery: a tiny study on the digits end to end, the data
+fallbacks, the skipped CIFAR-10 study, reproduce.py's bookkeeping and the write-up builder."""
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hsens_jax as hs
+from common import DataUnavailable, Study, load_images, run_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("paper_build", ROOT / "paper" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    ds = hs.load_dataset("digits")
+    space = hs.Space([
+        hs.Float("learning_rate", 1e-3, 1.0, log=True),
+        hs.Categorical("optimizer", ["sgd", "momentum"]),
+        hs.Float("momentum", 0.5, 0.99, condition={"optimizer": "momentum"}),
+        hs.Int("width", 4, 16, log=True),
+    ])
+    study = Study(name="tiny", title="Tiny digits study", dataset=ds, data_note="digits", space=space, model="mlp",
+                  model_note="built-in MLP", fixed={"steps": 20, "batch_size": 64, "depth": 1}, n_configs=32,
+                  error="final_val_accuracy", test=None, rationale={"width": "a size knob"}, mode="quick",
+                  size_knobs=("width",), n_evals=2)
+    args = argparse.Namespace(out=str(out), quiet=True)
+    summary = run_study(study, args, device="test")
+    return out, summary
+
+
+def test_study_writes_every_table_and_figure(tiny_study):
+    out, summary = tiny_study
+    d = out / "tiny"
+    for name in ("runs.csv", "summary.json", "tiny.md", "hsic_global.json", "hsic_q0.1.csv", "hsic_q0.2.json",
+                 "hsic_cost.json", "tiny_hsic.png", "tiny_interactions.png", "tiny_tradeoff.png"):
+        assert (d / name).is_file(), name
+    s = json.loads((d / "summary.json").read_text())
+    assert s["n_runs"] == 32 and s["timing"]["runs_per_minute"] > 0
+    assert set(s["hsic"]["global"]["error"]["main"]) == {"learning_rate", "optimizer", "momentum", "width"}
+    assert s["hsic"]["global"]["error"]["main"]["momentum"]["n"] < 32  # scored where active only
+    assert set(s["importances"]["fanova"]) == {"learning_rate", "optimizer", "width"}  # present in every run
+    import csv
+
+    rows = list(csv.DictReader(open(d / "runs.csv")))
+    assert len(rows) == 32
+    for r in rows:  # one hidden layer of `width` units between 64 inputs and 10 classes
+        assert int(r["param_count"]) == 64 * int(r["width"]) + int(r["width"]) + int(r["width"]) * 10 + 10
+    best = s["tradeoff"]["best"]
+    assert best["param_count"] == int(rows[best["config"]]["param_count"])
+    md = (d / "tiny.md").read_text()
+    assert "| `learning_rate` |" in md and "![HSIC](tiny/tiny_hsic.png)" in md
+
+
+def test_error_and_time_per_run_are_derived_from_the_metrics(tiny_study):
+    out, summary = tiny_study
+    import csv
+
+    rows = list(csv.DictReader(open(out / "tiny" / "runs.csv")))
+    groups = summary["timing"]["group_wall_s"]
+    assert np.isclose(sum(float(r["time_per_run"]) for r in rows), sum(groups))  # each group's time shared out
+    assert all(0.0 <= float(r["error"]) <= 1.0 for r in rows if r["error"])
+
+
+def test_paper_build_includes_results_and_placeholders(tiny_study, tmp_path):
+    out, _ = tiny_study
+    build = _load_build()
+    (out / "mnist").mkdir(exist_ok=True)
+    (out / "mnist" / "mnist.md").write_text("### MNIST\n\n![HSIC](mnist/mnist_hsic.png)\n")
+    text = build.build(out, tmp_path / "README.md")
+    assert "produced by `python experiments/toys.py`" in text  # no toys.md: the placeholder
+    assert "#### MNIST" in text  # study sections nest under the write-up's headings
+    assert f"]({Path(os.path.relpath(out, tmp_path)).as_posix()}/mnist/mnist_hsic.png)" in text  # relinked
+    assert "*Not run yet*: produced by `python experiments/runge.py`" in text
+    (out / "toys.md").write_text("| quantity | published | ours |\n|---|---|---|\n| HSIC(X1) | 0.015358 | 0.015358 |\n")
+    assert "| HSIC(X1) | 0.015358 | 0.015358 |" in build.build(out, tmp_path / "README.md")
+
+
+def test_image_data_fall_back_to_digits_in_quick_mode_only(tmp_path, capsys):
+    ds, note = load_images("mnist", n_train=100, n_val=20, n_test=10, data_dir=tmp_path, quick=True)
+    assert ds.name == "digits" and "hsens data fetch mnist" in note
+    assert "falling back" in capsys.readouterr().err
+    with pytest.raises(DataUnavailable, match="hsens data fetch fashion-mnist"):
+        load_images("fashion_mnist", n_train=100, n_val=20, n_test=10, data_dir=tmp_path, quick=False)
+
+
+def test_cifar10_without_files_is_skipped_and_recorded(tmp_path):
+    reproduce = importlib.import_module("reproduce")
+    rc = reproduce.main(["--quick", "--only", "cifar10", "--out", str(tmp_path), "--data-dir", str(tmp_path / "none"),
+                         "--no-paper"])
+    assert rc == 0
+    assert "Not run" in (tmp_path / "cifar10" / "cifar10.md").read_text()
+    rep = json.loads((tmp_path / "reproduce.json").read_text())
+    assert rep["timings"]["cifar10"]["returncode"] == 0 and rep["failed"] == []
