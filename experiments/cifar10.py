@@ -19,7 +19,7 @@ from common import DataUnavailable, arguments, run_study, setup_devices
 from fashion_mnist import image_cnn_study
 
 SETTINGS = {
-    "quick": dict(n_train=1500, n_val=500, n_test=1000, pool=4, epochs=2, n_configs=32, max_channels=8,
+    "quick": dict(n_train=2000, n_val=500, n_test=1000, pool=4, epochs=3, n_configs=64, max_channels=16,
                   max_blocks=1, batch_sizes=(64,), activations=("relu", "elu"), optimizers=("momentum", "adam"),
                   n_evals=4),
     "full": dict(n_train=45000, n_val=5000, n_test=None, pool=1, epochs=20, n_configs=512, max_channels=64,
@@ -42,7 +42,8 @@ def main(argv=None):
         out = Path(args.out) / "cifar10"
         out.mkdir(parents=True, exist_ok=True)
         print(f"[cifar10] skipped: {e}", file=sys.stderr)
-        (out / "summary.json").write_text(json.dumps({"study": "cifar10", "skipped": str(e), "mode": args.mode}))
+        (out / "summary.json").write_text(json.dumps({"study": "cifar10", "mode": args.mode,
+                                                      "skipped": "CIFAR-10 files not found (hsens data fetch cifar10)"}))
         (out / "cifar10.md").write_text(
             "### CIFAR-10, user-written residual CNN\n\n*Not run*: the CIFAR-10 files were not found on the machine "
             "that produced these results (`hsens data fetch cifar10` downloads them; then `python "

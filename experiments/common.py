@@ -39,7 +39,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python experiments/NAME.py`: use this checkout's hsens_jax
@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 
 import hsens_jax as hs  # noqa: E402
 from hsens_jax import design  # noqa: E402
-from hsens_jax.space import Bool, Categorical, Float, Int  # noqa: E402
+from hsens_jax.space import Bool, Float, Int  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 """Default output directory of every experiment."""
@@ -315,14 +315,28 @@ def _scalar(v):
 
 def sensitivity_reports(result: hs.SweepResult, out: Path, n_permutations: int = 1000) -> dict[str, hs.SensitivityReport]:
     """Global and goal-oriented HSIC of the error (interactions included), and global HSIC of the
-    cost; each saved as ``hsic_<label>.json|csv``."""
+    cost; each saved as ``hsic_<label>.json|csv``.
+
+    Diverged runs are ranked last (``diverged="rank"``). Where that leaves a goal-oriented index
+    undefined (on some hyperparameter's active runs at least a fraction 1 - q of the runs are tied
+    last, so "the best q" is all of them), that analysis is redone with the diverged runs dropped,
+    and its settings say so (``settings["diverged"] == "drop"``, ``settings["fallback"]``).
+    """
     reports = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reports["global"] = hs.analyze(result, ["error"], interactions=True, n_permutations=n_permutations)
         for q in QUANTILES:
-            reports[f"q{q:g}"] = hs.analyze(result, ["error"], target=q, interactions=True,
-                                            n_permutations=n_permutations)
+            try:
+                rep = hs.analyze(result, ["error"], target=q, interactions=True, n_permutations=n_permutations)
+            except ValueError as e:
+                if "best fraction is empty or everything" not in str(e):
+                    raise
+                rep = hs.analyze(result, ["error"], target=q, interactions=True, n_permutations=n_permutations,
+                                 diverged="drop")
+                rep.settings["fallback"] = (f"with diverged runs ranked last the best {q:.0%} was undefined on some "
+                                            f"hyperparameter's active runs ({e}); diverged runs dropped instead")
+            reports[f"q{q:g}"] = rep
         reports["cost"] = hs.analyze(result, ["param_count", "flops_per_example", "time_per_run"],
                                      n_permutations=n_permutations)
     for label, rep in reports.items():
@@ -340,7 +354,8 @@ def _report_rows(rep: hs.SensitivityReport) -> dict[str, Any]:
                   "r2_pair": float(rep.interactions[obj][a, b]), "n": int(rep.interaction_n[obj][a, b])}
                  for a, b in rep.pairs(obj)]
         out[obj] = {"ranking": rep.ranking(obj), "main": main, "pairs": pairs, "runs": rep.runs.get(obj, {}),
-                    "target": rep.settings.get("target")}
+                    "target": rep.settings.get("target"), "diverged": rep.settings.get("diverged"),
+                    "fallback": rep.settings.get("fallback")}
     return out
 
 
@@ -359,8 +374,9 @@ def authors_indices(result: hs.SweepResult, objective: str, seed: int = 0) -> di
     ``hsic(X, Y, target=best_fraction(q), convention="novello2023", bandwidth="max")`` on the
     Novello-normalized hyperparameters, each conditional hyperparameter on its active rows with
     the quantile recomputed there. If the installed hsens_jax lacks ``bandwidth="max"``, the
-    authors' median bandwidth is used and the result says so; if it lacks the convention, the
-    result holds the error message."""
+    authors' median bandwidth is used and the result says so (``note``); an index that is undefined
+    (the best q of a hyperparameter's active runs is all of them, through ties) is NaN and listed
+    in ``undefined``."""
     from hsens_jax.sensitivity.hsic import best_fraction, hsic
 
     space = result.space
@@ -368,28 +384,35 @@ def authors_indices(result: hs.SweepResult, objective: str, seed: int = 0) -> di
     y = _ranked_objective(result, objective)
     masks = ~np.isnan(X)
     out: dict[str, Any] = {"objective": objective, "estimator": "V (the authors' q^2 MMD^2)", "values": {}}
-    for bandwidth in ("max", "pooled_median"):
-        try:
-            values = {}
-            for q in QUANTILES:
-                vals = {}
-                for j, name in enumerate(space.names):
-                    rows = masks[:, j]
-                    if rows.sum() < 8:
-                        vals[name] = float("nan")
-                        continue
-                    r = hsic(X[rows][:, [j]], y[rows], estimator="V", bandwidth=bandwidth, target=best_fraction(q),
-                             convention="novello2023")
-                    vals[name] = float(np.asarray(r.hsic)[0])
-                values[f"q{q:g}"] = vals
-            out["values"] = values
-            out["bandwidth"] = bandwidth
-            if bandwidth != "max":
-                out["note"] = ("bandwidth='max' (the authors' maximizing bandwidth) is not available in this "
-                               "hsens_jax; the authors' median bandwidth was used")
-            return out
-        except (TypeError, ValueError) as e:
-            out["note"] = f"{type(e).__name__}: {e}"
+
+    def index(j, q, bandwidth):
+        rows = masks[:, j]
+        if rows.sum() < 8:
+            return float("nan")
+        r = hsic(X[rows][:, [j]], y[rows], estimator="V", bandwidth=bandwidth, target=best_fraction(q),
+                 convention="novello2023")
+        return float(np.asarray(r.hsic)[0])
+
+    try:
+        index(0, QUANTILES[0], "max")
+        bandwidth = "max"
+    except (TypeError, ValueError) as e:
+        bandwidth = "pooled_median"
+        out["note"] = (f"bandwidth='max' (the authors' maximizing bandwidth) is not available in this hsens_jax "
+                       f"({type(e).__name__}: {e}); the authors' median bandwidth was used")
+    out["bandwidth"] = bandwidth
+    failed = []
+    for q in QUANTILES:
+        vals = {}
+        for j, name in enumerate(space.names):
+            try:
+                vals[name] = index(j, q, bandwidth)
+            except ValueError as e:  # e.g. the best q of the active runs is all of them (ties)
+                vals[name] = float("nan")
+                failed.append(f"{name} at q = {q:g}: {e}")
+        out["values"][f"q{q:g}"] = vals
+    if failed:
+        out["undefined"] = failed
     return out
 
 
@@ -527,8 +550,7 @@ def tradeoff_table(result: hs.SweepResult) -> dict[str, Any]:
         return {"best": None, "pareto": [], "small": None}
     best = int(np.nanargmin(val))
     front = pareto_front(np.where(np.isfinite(test), test, np.inf), params)
-    regression = "accuracy" not in result.meta.get("directions", {}).get("final_val_accuracy", "") and \
-        "final_val_accuracy" not in result.metrics
+    regression = "final_val_accuracy" not in result.metrics
     tol_note = "within a factor 2 of the best validation MSE" if regression else \
         "within 1 point of the best validation error"
     limit = val[best] * 2.0 if regression else val[best] + 0.01
@@ -695,6 +717,10 @@ def study_markdown(summary: Mapping[str, Any]) -> str:
         cells += [_fmt(imp.get(f"ped_anova_q{q:g}", {}).get(name)) for q in QUANTILES]
         cells += [_fmt(auth.get(f"q{q:g}", {}).get(name)) for q in QUANTILES]
         lines.append("| " + " | ".join(cells) + " |")
+    for q in QUANTILES:
+        fb = s["hsic"][f"q{q:g}"]["error"].get("fallback")
+        if fb:
+            lines += ["", f"Best {q:.0%}: {fb}."]
     if s["authors"].get("note"):
         lines += ["", f"Authors' estimator: {s['authors']['note']}."]
     if s["agreement"]:
@@ -705,7 +731,7 @@ def study_markdown(summary: Mapping[str, Any]) -> str:
             left, right = key.split("~")
             lines.append(f"| {_LABELS.get(left, left)} | {_LABELS.get(right, right)} | {a['spearman']:.2f} | {a['n']} | "
                          f"{a['top3_overlap']} of 3 |")
-    lines += ["", f"Strongest interactions (second-order HSIC-ANOVA index S_ij, main effects removed):", "",
+    lines += ["", "Strongest interactions (second-order HSIC-ANOVA index S_ij, main effects removed):", "",
               "| goal | pair | S_ij | R2-HSIC of the pair | n |", "|---|---|---|---|---|"]
     for label in ["global"] + [f"q{q:g}" for q in QUANTILES]:
         for pair in s["hsic"][label]["error"]["pairs"][:3]:

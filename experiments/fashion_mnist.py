@@ -10,7 +10,7 @@ the same study on CIFAR-10 when its files are present.
 
     python experiments/fashion_mnist.py [--quick] [--out DIR] [--data-dir DIR]
 
-Quick mode pools the images to 7x7, trains 1500 of them for 2 epochs with at most 8 channels and
+Quick mode pools the images to 7x7, trains 2000 of them for 3 epochs with at most 16 channels and
 one residual block, one batch size and fewer choices (a CPU budget: a CNN program takes minutes
 to compile on a 2-core CPU); without the files it falls back to the bundled 8x8 digits (and says so);
 ``hsens data fetch fashion-mnist`` downloads them.
@@ -24,7 +24,7 @@ from models import INITS, residual_cnn
 import hsens_jax as hs
 
 SETTINGS = {
-    "quick": dict(n_train=1500, n_val=500, n_test=1000, pool=4, epochs=2, n_configs=32, max_channels=8,
+    "quick": dict(n_train=2000, n_val=500, n_test=1000, pool=4, epochs=3, n_configs=64, max_channels=16,
                   max_blocks=1, batch_sizes=(64,), activations=("relu", "elu"), optimizers=("momentum", "adam"),
                   n_evals=4),
     "full": dict(n_train=50000, n_val=10000, n_test=None, pool=1, epochs=10, n_configs=512, max_channels=64,

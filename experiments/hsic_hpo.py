@@ -4,8 +4,8 @@ Novello et al. (2023) derive an optimization algorithm from goal-oriented HSIC t
 competitive and cost-effective" networks; its exact steps are not public. This is our reading of
 it, modelled on the target-HSIC variable selection of Spagnol, Le Riche and Da Veiga (2019):
 
-1. **Explore**: spend half of the budget B on a space-filling design of the full space (scrambled
-   Sobol), train every configuration.
+1. **Explore**: spend half of the budget B on a space-filling design of the full space (a Latin
+   hypercube), train every configuration.
 2. **Select**: goal-oriented HSIC of the best fraction q of the explored runs (``hs.analyze(...,
    target=q)``, permutation p-values); keep the hyperparameters whose index is significant
    (p < alpha), and at least the ``k_min`` strongest.
@@ -13,8 +13,7 @@ it, modelled on the target-HSIC variable selection of Spagnol, Le Riche and Da V
    value, the others at their value in the best explored configuration. Each kept numeric
    hyperparameter is restricted to the range its best-q configurations span (widened by 10% of
    its unit range on each side), each kept categorical to the choices they use.
-4. **Exploit**: spend the other half of the budget on a scrambled Sobol design of the reduced
-   space.
+4. **Exploit**: spend the other half of the budget on a Latin hypercube of the reduced space.
 
 Baselines with the same budget B: random search (i.i.d. uniform configurations of the full
 space) and Optuna's TPE (multivariate, grouped for the conditional space, batches of
@@ -33,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 import warnings
@@ -49,7 +47,7 @@ from hsens_jax import design, encoding
 from hsens_jax.space import Bool, Categorical, Float, Int
 
 SETTINGS = {
-    "quick": dict(data="digits", budget=48, batch=8, q=0.2, alpha=0.1, k_min=2, seeds=5, epochs=8,
+    "quick": dict(data="digits", budget=48, batch=8, q=0.2, alpha=0.1, k_min=2, seeds=5, epochs=5,
                   max_width=128, max_depth=3, batch_sizes=(32, 128)),
     "full": dict(data="mnist", budget=256, batch=32, q=0.1, alpha=0.05, k_min=2, seeds=5, epochs=10,
                  max_width=1024, max_depth=4, batch_sizes=(32, 64, 128, 256)),
@@ -152,7 +150,7 @@ def reduction(space, configs, val, kept, q, size_knobs) -> dict:
 
 
 def sample_reduced(space, rules, n, seed) -> dict:
-    U = design.unit_sample(n, len(space), kind="sobol", seed=seed)
+    U = design.unit_sample(n, len(space), kind="lhs", seed=seed)
     for j, p in enumerate(space.params):
         if p.name in rules["fixed"]:
             U[:, j] = rules["fixed"][p.name]
@@ -251,7 +249,7 @@ def main(argv=None):
     runs["random"] = split(rs, [B] * len(seeds))
 
     print(f"[hsic_hpo] HSIC: explore {len(seeds)} x {n1}, select, exploit {len(seeds)} x {B - n1}", file=sys.stderr)
-    explore_configs = [design.sample(space, n1, kind="sobol", seed=s) for s in seeds]
+    explore_configs = [design.sample(space, n1, kind="lhs", seed=s) for s in seeds]
     explore_all = evaluate({n: np.concatenate([c[n] for c in explore_configs]) for n in space.names})
     explored = split(explore_all, [n1] * len(seeds))
     exploit_configs = []
@@ -380,7 +378,7 @@ def markdown(s) -> str:
              f"*Mode: {s['mode']}, device: {s['device']}.* Data: {s['data']}. Model: the built-in MLP with the "
              f"space of the MNIST study (max width {st['max_width']}, depth up to {st['max_depth']}), "
              f"{st['epochs']} epochs. Budget B = {st['budget']} evaluations per method and seed, "
-             f"{st['seeds']} seeds; HSIC: {st['budget'] // 2} explored (scrambled Sobol), selection at "
+             f"{st['seeds']} seeds; HSIC: {st['budget'] // 2} explored (Latin hypercube), selection at "
              f"q = {st['q']}, alpha = {st['alpha']}, at least {st['k_min']} kept; TPE in batches of {st['batch']}. "
              f"{s['trainings']} trainings in {s['training_wall_s']:.0f} s (wall {s['wall_s']:.0f} s).", "",
              "| method | best validation error | test error of the pick | parameters of the pick | FLOPs / example |",

@@ -190,8 +190,9 @@ for name in ("learning_rate", "weight_decay"):
 A central difference of the trained loss in `log(learning_rate)` should agree."""),
     new_code_cell("""\
 h = 1e-2
+wrt = ("learning_rate", "weight_decay")  # the same call as above: its compiled program is reused
 def loss_at(lr):
-    return float(hypergradient(spec, data, {**values, "learning_rate": lr}, key, wrt=("learning_rate",)).value)
+    return float(hypergradient(spec, data, {**values, "learning_rate": lr}, key, wrt=wrt).value)
 fd = (loss_at(values["learning_rate"] * np.exp(h)) - loss_at(values["learning_rate"] * np.exp(-h))) / (2 * h)
 print(f"hypergradient {float(g.grad['learning_rate']):+.5f}, finite difference {fd:+.5f}")"""),
     new_markdown_cell("""\

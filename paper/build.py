@@ -126,9 +126,10 @@ def _json(path: Path):
         return None
 
 
-def relink(markdown: str, results: Path, output: Path) -> str:
-    """Point the relative image links of a results Markdown file (relative to ``results``) at the
-    same files from the write-up's directory."""
+def relink(markdown: str, results: Path, output: Path, level: int = 3) -> str:
+    """A results Markdown file placed in the write-up: its relative image links (relative to
+    ``results``) pointed at the same files from the write-up's directory, and its headings shifted
+    so that its top heading is of ``level``."""
     prefix = os.path.relpath(results, output.parent).replace(os.sep, "/")
 
     def fix(m):
@@ -138,7 +139,9 @@ def relink(markdown: str, results: Path, output: Path) -> str:
         return f"![{m.group(1)}]({prefix}/{target})"
 
     text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", fix, markdown)
-    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.M)
+    levels = [len(m.group(1)) for m in re.finditer(r"^(#+) ", text, flags=re.M)]
+    shift = level - min(levels) if levels else 0
+    return re.sub(r"^(#+) ", lambda m: "#" * max(1, len(m.group(1)) + shift) + " ", text, flags=re.M)
 
 
 def _fmt(v, digits=3) -> str:
@@ -157,7 +160,7 @@ def overview(summaries: dict) -> list[str]:
     10%, agreement with fANOVA / PED-ANOVA, best test error and the smallest network near it."""
     lines = ["## Overview of the neural-network studies", "",
              "| study | mode | runs | top 3, global | top 3, best 10% | Spearman vs fANOVA | Spearman vs PED-ANOVA 10% "
-             "| best test error | its parameters | smallest near-best: parameters (test error) |",
+             "| test error of the best (by validation) | its parameters | smallest near-best: parameters (test error) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         if s is None or s.get("skipped"):
@@ -232,10 +235,16 @@ def build(results: Path, output: Path) -> str:
     parts.append(DEVIATIONS)
     rep = _json(results / "reproduce.json")
     if rep:
-        lines = ["## Reproduction run", "", f"`python experiments/reproduce.py --{rep['mode']}`:", "",
+        mach = next((s["machine"] for s in summaries.values() if s and s.get("machine")), None)
+        where = (f" on {mach['platform']}, {mach['cpu_count']} CPU cores, a machine shared with other jobs (load "
+                 f"average {mach['load_average'][1]:.1f} over 5 minutes at the end of one study)"
+                 if mach and mach.get("load_average") else "")
+        lines = ["## Reproduction run", "", f"`python experiments/reproduce.py --{rep['mode']}`{where}:", "",
                  "| experiment | seconds | status |", "|---|---|---|"]
         for name, t in rep["timings"].items():
-            status = t.get("skipped") or ("ok" if t.get("returncode") == 0 else f"failed ({t.get('returncode')})")
+            skipped = (_json(results / name / "summary.json") or {}).get("skipped")
+            status = t.get("skipped") or (f"skipped: {skipped}" if skipped else None) or (
+                "ok" if t.get("returncode") == 0 else f"failed ({t.get('returncode')})")
             lines.append(f"| {name} | {t['seconds']:.0f} | {status} |" if "seconds" in t else f"| {name} | - | {status} |")
         parts.append("\n".join(lines) + "\n")
     text = "\n".join(p.rstrip("\n") + "\n" for p in parts)

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import hsens_jax as hs
 from models import (BatemanNet, PerLayerMLP, ResidualCNN, bateman_pinn_loss, bateman_rate_matrix, cnn_counts,
                     mlp_counts, regression_loss)
 from hsens_jax.data import bateman_solution

@@ -83,11 +83,12 @@ def test_paper_build_includes_results_and_placeholders(tiny_study, tmp_path):
     (out / "mnist" / "mnist.md").write_text("### MNIST\n\n![HSIC](mnist/mnist_hsic.png)\n")
     text = build.build(out, tmp_path / "README.md")
     assert "produced by `python experiments/toys.py`" in text  # no toys.md: the placeholder
-    assert "#### MNIST" in text  # study sections nest under the write-up's headings
+    assert "\n### MNIST\n" in text  # study sections nest under the write-up's headings
     assert f"]({Path(os.path.relpath(out, tmp_path)).as_posix()}/mnist/mnist_hsic.png)" in text  # relinked
     assert "*Not run yet*: produced by `python experiments/runge.py`" in text
-    (out / "toys.md").write_text("| quantity | published | ours |\n|---|---|---|\n| HSIC(X1) | 0.015358 | 0.015358 |\n")
-    assert "| HSIC(X1) | 0.015358 | 0.015358 |" in build.build(out, tmp_path / "README.md")
+    (out / "toys.md").write_text("# Toys\n\n| quantity | published | ours |\n|---|---|---|\n| HSIC(X1) | 0.015358 | 0.015358 |\n")
+    text = build.build(out, tmp_path / "README.md")
+    assert "| HSIC(X1) | 0.015358 | 0.015358 |" in text and "\n### Toys\n" in text
 
 
 def test_image_data_fall_back_to_digits_in_quick_mode_only(tmp_path, capsys):
