@@ -762,7 +762,13 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
         if len(runs) == 0:
             return None
         hp, keys, fold = inputs(group, runs[:1], size)
-        compiling[key] = compiler.submit(lambda: _compiled(group.spec, n_folds > 1).lower(data, hp, keys, fold).compile())
+        x64 = plan.dtype == jnp.float64  # jax.enable_x64 is thread-local: carry it to the compiler thread
+
+        def compile_program():
+            with jax.enable_x64(x64):
+                return _compiled(group.spec, n_folds > 1).lower(data, hp, keys, fold).compile()
+
+        compiling[key] = compiler.submit(compile_program)
         return compiling[key]
 
     def first_size(gi):
