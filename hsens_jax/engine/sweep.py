@@ -653,9 +653,12 @@ def run_sweep(
     ids3 = ids if n_folds > 1 else ids[..., None]
     groups = plan.groups
     split = {"n_train": dataset.n_train, "n_val": dataset.n_val,
-             "n_test": 0 if getattr(dataset, "x_test", None) is None else len(dataset.x_test)}
-    split.update({k_: v for k_, v in (getattr(dataset, "meta", None) or {}).items()} if isinstance(
-        getattr(dataset, "meta", None), dict) else {})
+             "n_test": 0 if getattr(dataset, "x_test", None) is None else len(dataset.x_test),
+             "split": getattr(dataset, "split", None), "source": getattr(dataset, "source", None)}
+    if plan.folds:
+        split["folds"] = {"k": n_folds, "train_sizes": [len(tr) for tr, _ in plan.folds],
+                          "val_sizes": [len(va) for _, va in plan.folds], "kind": "StratifiedKFold"
+                          if dataset.task == "classification" else "KFold"}
     meta = {
         "fixed": {n: _json(v) for n, v in fixed.items()}, "model": m.name, "model_kind": getattr(m, "kind", "user"),
         "seeds": seeds.tolist(), "cv": cv, "n_folds": n_folds if n_folds > 1 else None, "chunk_size": chunk_size, "n_evals": n_evals,

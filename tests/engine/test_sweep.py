@@ -234,3 +234,20 @@ def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
     assert len(res.meta["groups"]) == 2 and len(threads) == 2
     assert all(name.startswith("hsens-compile") for name in threads)
     np.testing.assert_array_equal(res.metrics["final_val_loss"], reference.metrics["final_val_loss"])
+
+
+def test_a_second_batch_of_configurations_compiles_nothing(small_digits, compilations):
+    """Programs are sized from the space: a new batch of configurations inside the same space
+    (a search's next batch) reuses the compiled programs, whatever its widths and optimizers."""
+    space = Space([Float("learning_rate", 1e-3, 0.3, log=True), Categorical("optimizer", ["sgd", "adam"]),
+                   Int("width", 4, 32), Int("depth", 1, 2), Categorical("activation", ["relu", "tanh"])])
+    kw = dict(fixed={"steps": 5}, n_evals=2, progress=False, chunk_size=8)
+    first = space.sample(8, "random", seed=0)
+    run_sweep(small_digits, space, first, **kw)
+    second = space.sample(16, "random", seed=1)  # new widths (the largest may differ), new optimizers
+    second = {n: c[8:] for n, c in second.items()}
+    assert second["width"].max() != first["width"].max() or second["depth"].max() != first["depth"].max()
+    with compilations() as c:
+        res = run_sweep(small_digits, space, second, **kw)
+    assert c.count == 0, f"{c.count} compilation(s) for a batch inside the same space"
+    assert np.isfinite(res.metrics["final_val_loss"]).all()
