@@ -20,7 +20,6 @@ import argparse
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 import hsens_jax as hs
 

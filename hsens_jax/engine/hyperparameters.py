@@ -310,10 +310,5 @@ def _hashable(v):
     return v
 
 
-def describe_static_error(name: str, space: Space | None) -> str:
-    kind = type(space[name]).__name__ if space is not None and name in space.names else "hyperparameter"
-    return f"{kind} {name!r}"
-
-
 __all__ = ["LOOP", "LOSS", "HyperparameterWarning", "Resolved", "resolve", "readers", "check_relevance",
            "encode", "static_values", "ModelError"]

@@ -52,7 +52,6 @@ import math
 import platform
 import re
 import time
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,7 +69,7 @@ from hsens_jax.engine.model import Model, ModelError, resolve as resolve_path
 from hsens_jax.engine.train import TrainSpec, full_hp, prepare_data, train
 from hsens_jax.progress import Progress
 from hsens_jax.results import RunDirectory, SweepResult, fingerprint
-from hsens_jax.space import Bool, Categorical, Int, Space
+from hsens_jax.space import Space
 
 _TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                   jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
