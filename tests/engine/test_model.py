@@ -302,3 +302,16 @@ def test_examples_sweep_analyse_and_differentiate(name):
     assert np.isfinite(result.metrics["final_val_loss"]).all()
     assert report.r2.shape[1] == len(result.space.names)
     assert set(grad.grad) == set(wrt) and all(np.isfinite(float(v)) for v in grad.grad.values())
+
+
+def test_a_test_split_is_evaluated_at_the_end_and_reported(small_digits):
+    """With a test split equal to the validation set, the test scores equal the final validation
+    scores; they carry directions too."""
+    ds = hs.Dataset.from_arrays(small_digits.x_train, small_digits.y_train, x_val=small_digits.x_val,
+                                y_val=small_digits.y_val, x_test=small_digits.x_val, y_test=small_digits.y_val)
+    space = hs.Space([hs.Float("learning_rate", 1e-3, 0.1, log=True)])
+    res = run_sweep(ds, space, space.sample(3, "random", seed=0), fixed={"steps": 4, "width": 8, "depth": 1},
+                    n_evals=1, progress=False)
+    np.testing.assert_allclose(res.metrics["test_loss"], res.metrics["final_val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(res.metrics["test_accuracy"], res.metrics["final_val_accuracy"], rtol=1e-6)
+    assert res.direction("test_accuracy") == "maximize" and res.meta["dataset"]["n_test"] == len(ds.x_test)
