@@ -19,6 +19,7 @@ The data flow is one-directional:
 __version__ = "0.1.0"
 
 from hsens_jax.analysis import SensitivityReport, analyze
+from hsens_jax.compile_cache import compilation_cache_dir, disable_compilation_cache, enable_compilation_cache
 from hsens_jax.config import SweepConfig
 from hsens_jax.data import Dataset, load_dataset
 from hsens_jax.host import use_cpu_cores
@@ -34,4 +35,5 @@ __all__ = [
     "SensitivityReport", "analyze", "Bool", "CNN", "Categorical", "Dataset", "Float", "Int", "MLP", "ModelSpec", "RunDirectory", "Space",
     "SweepConfig", "SweepResult", "TrainSpec", "hp_from_values", "load_dataset", "load_results",
     "make_optimizer", "prepare_data", "run_sweep", "sweep_objective", "use_cpu_cores",
+    "compilation_cache_dir", "disable_compilation_cache", "enable_compilation_cache",
 ]

@@ -98,6 +98,18 @@ def x64():
     return jax.enable_x64(True)
 
 
+def np_permutations(key, B, n):
+    """hsic's documented permutation draw, rebuilt in NumPy from jax.random.bits: permutation
+    b sorts the rows by the 64-bit keys (bits(k1), bits(k2)), k1, k2 = split(split(key, B)[b])."""
+    out = []
+    for kb in jax.random.split(key, B):
+        k1, k2 = jax.random.split(kb)
+        b1 = np.minimum(np.asarray(jax.random.bits(k1, (n,), jnp.uint32)), 2**32 - 2)
+        b2 = np.asarray(jax.random.bits(k2, (n,), jnp.uint32))
+        out.append(np.lexsort((b2, b1)))
+    return np.array(out)
+
+
 # ----------------------------------------------------------------------------- vs NumPy
 
 
@@ -268,21 +280,85 @@ def test_interactions_match_numpy(estimator):
     np.testing.assert_allclose(G, [f(Ks[0] * Ks[1] * Ks[2], L), f(Ks[3], L)], rtol=1e-10)
 
 
-def test_novello_convention():
-    rng = np.random.default_rng(10)
-    X = rng.uniform(0, 1, (60, 3))
-    Y = (X[:, 0] - 0.3) ** 2 + 0.05 * X[:, 1] + 0.01 * rng.normal(size=60)
-    theta = np.median(np.abs(X[:, None, :] - X[None, :, :]))  # all pairs, zeros included
-    wv = (Y <= np.quantile(Y, 0.1)).astype(float)
-    Lw = np.outer(wv, wv)
+def np_novello(x, Y, p, bw):
+    """Novello et al. (2023), hsic.py, transcribed in float64 NumPy: p^2 MMD^2 between the
+    sample and its rows with Y <= np.quantile(Y, p, method="lower"), isotropic Gaussian kernel
+    exp(-|x - x'|^2 / (2 bw^2)) on the given column(s)."""
+    x = np.asarray(x, float).reshape(len(Y), -1)
+    sel = x[Y <= np.quantile(Y, p, method="lower")]
+
+    def mean_k(a, b):
+        diff = a[:, None, :] - b[None, :, :]
+        return np.mean(np.exp(-np.sum(diff**2, axis=-1) / (2 * bw**2)))
+
+    return p**2 * (mean_k(x, x) + mean_k(sel, sel) - 2 * mean_k(x, sel))
+
+
+def np_novello_median(x):
+    x = np.asarray(x, float).reshape(x.shape[0], -1)
+    return np.median(np.abs(x[:, None, :] - x[None, :, :]))  # all ordered pairs, zeros too
+
+
+def novello_data(seed, n=70):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 1, (n, 3))
+    Y = np.round((X[:, 0] - 0.3) ** 2 + 0.05 * X[:, 1] + 0.01 * rng.normal(size=n), 2)  # ties
+    return X, Y
+
+
+def test_novello_convention_equals_the_authors_formulas():
+    X, Y = novello_data(10)
+    q = 0.1
+    m = int(np.sum(Y <= np.quantile(Y, q, method="lower")))
+    assert m != round(q * len(Y))  # ties: m / n differs from q, the scale matters
     with x64():
-        r = hsic_novello(X, Y, 0.1)
-        r2 = hsic(X, Y, convention="novello2023", target=best_fraction(0.1))
-    np.testing.assert_allclose(r.bandwidth, [theta] * 3, rtol=1e-12)
-    np.testing.assert_allclose(r.hsic, [np_hsic_v(np_gauss(X[:, i], theta), Lw)
-                                        for i in range(3)], rtol=1e-10)
+        r = hsic_novello(X, Y, q)
+        r2 = hsic(X, Y, convention="novello2023", target=best_fraction(q))
+        r_text = hsic(X, Y, target=best_fraction(q), bandwidth=np.asarray(r.bandwidth))
+        M = hsic_interactions(X, Y, convention="novello2023", target=best_fraction(q))
+    bws = [np_novello_median(X[:, i]) for i in range(3)]  # one median per input
+    np.testing.assert_allclose(r.bandwidth, bws, rtol=1e-14)
+    expect = [np_novello(X[:, i], Y, q, bws[i]) for i in range(3)]
+    np.testing.assert_allclose(r.hsic, expect, rtol=1e-11)
     np.testing.assert_allclose(r2.hsic, r.hsic, rtol=1e-14)
+    # the factor between the conventions: (q n / m)^2; R2 and p-values do not change
+    np.testing.assert_allclose(r.hsic, np.asarray(r_text.hsic) * (q * len(Y) / m) ** 2,
+                               rtol=1e-11)
+    np.testing.assert_allclose(r.r2, r_text.r2, rtol=1e-11)
     assert int(np.argmax(r.r2)) == 0
+    # pairs: one median bandwidth pooled over the pair's 2 n^2 distances, isotropic kernel
+    for i in range(3):
+        for j in range(3):
+            cols = [i] if i == j else [i, j]
+            bw = np_novello_median(X[:, cols])
+            np.testing.assert_allclose(M[i, j], np_novello(X[:, cols], Y, q, bw), rtol=1e-10)
+
+
+def test_novello_max_bandwidth_finds_the_maximum():
+    X, Y = novello_data(11)
+    q = 0.2
+    with x64():
+        r = hsic_novello(X, Y, q, bandwidth="max")
+        M = hsic_interactions(X, Y, pairs=[(0, 1)], convention="novello2023",
+                              target=best_fraction(q), bandwidth="max")
+    grid = np.geomspace(1e-4, 5, 4000)
+    for i in range(3):
+        vals = np.array([np_novello(X[:, i], Y, q, b) for b in grid])
+        best = vals.max()
+        # the index at the returned bandwidth is the authors' index there ...
+        np.testing.assert_allclose(r.hsic[i], np_novello(X[:, i], Y, q, float(r.bandwidth[i])),
+                                   rtol=1e-11)
+        # ... and it is the maximum over the interval (a fine grid cannot beat it)
+        assert float(r.hsic[i]) >= best * (1 - 1e-9), (i, float(r.hsic[i]), best)
+        assert abs(np.log(float(r.bandwidth[i]) / grid[np.argmax(vals)])) < 0.01
+    # the same as scipy's bounded Brent search used by the authors
+    from scipy.optimize import minimize_scalar
+    b0 = minimize_scalar(lambda b: -np_novello(X[:, 0], Y, q, b), bounds=(1e-4, 5),
+                         method="bounded").x
+    np.testing.assert_allclose(r.bandwidth[0], b0, atol=2e-5)
+    vals = np.array([np_novello(X[:, [0, 1]], Y, q, b) for b in grid])
+    assert float(M[0, 1]) >= vals.max() * (1 - 1e-9)
+    np.testing.assert_allclose(M[0, 0], r.hsic[0], rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- permutations
@@ -291,8 +367,7 @@ def test_novello_convention():
 def np_perm_pvalues(K_list, L, key, B, wv=None, estimator="V", convention="conservative"):
     """Permutation p-values with the same permutations as the package (documented draw)."""
     n = L.shape[0]
-    keys = jax.random.split(key, B)
-    perms = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, n))(keys))
+    perms = np_permutations(key, B, n)
     f = np_hsic_v if estimator == "V" else np_hsic_u
     if wv is None:
         obs = np.array([f(K, L) for K in K_list])
@@ -495,6 +570,10 @@ def test_bad_input_errors():
         hsic(X, Y, convention="novello")
     with pytest.raises(ValueError, match="best_fraction"):
         hsic(X, Y, convention="novello2023")
+    with pytest.raises(ValueError, match="best_fraction"):
+        hsic(X, Y, convention="novello2023", target=critical_domain(3.0))
+    with pytest.raises(ValueError, match="target=best_fraction"):
+        hsic(X, Y, bandwidth="max")
     with pytest.raises(TypeError, match="numeric"):
         hsic(np.array([["a", "b"]] * 20), Y)
     with pytest.raises(ValueError, match="pairs"):
@@ -611,9 +690,10 @@ def _batched(X, Y, estimator, want_gamma):
     def one(x, y):
         th = jnp.std(x, axis=0, ddof=1)
         thy = jnp.std(y, axis=0, ddof=1)
-        return _hsic_core(x.T, th, jnp.zeros((1, d), x.dtype), y, thy, jnp.ones(n, x.dtype),
-                          estimator=estimator, out_kind="gaussian", cat=None, block=n,
-                          want_gamma=want_gamma, has_groups=False,
+        ones = jnp.ones(n, x.dtype)
+        return _hsic_core(x.T, th, jnp.ones(1, x.dtype), jnp.zeros((1, d), x.dtype), y, thy,
+                          ones, ones, estimator=estimator, out_kind="gaussian", cat=None,
+                          block=n, want_gamma=want_gamma, has_groups=False,
                           single_pass=estimator == "V"), th, thy  # the path hsic() takes
 
     return jax.jit(jax.vmap(one))(jnp.asarray(X), jnp.asarray(Y))
@@ -650,8 +730,9 @@ def test_permutation_pvalues_calibrated_under_null_and_powerful():
         keys = jax.random.split(jax.random.key(7), reps)
 
         def one(k, x, y, t, ty, ca, ga, cb, gb):
-            return _perm_core(k, x.T, t, jnp.zeros((1, 2), x.dtype), y, ty,
-                              jnp.ones(n, x.dtype), ca, ga, cb, gb, estimator="V",
+            ones = jnp.ones(n, x.dtype)
+            return _perm_core(k, x.T, t, jnp.ones(1, x.dtype), jnp.zeros((1, 2), x.dtype), y, ty,
+                              ones, ones, ca, ga, cb, gb, estimator="V",
                               out_kind="gaussian", cat=None, block=n, has_groups=False,
                               n_perm=B, chunk=33, weighted=False)
 
