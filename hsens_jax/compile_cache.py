@@ -107,6 +107,24 @@ def _env_setting():
     return Path(os.path.expanduser(raw.strip()))
 
 
+def _can_write(path: Path) -> bool:
+    """Whether a file can be created in ``path`` (by this user, on this file system)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".hsens-probe-", dir=path)
+        os.close(fd)
+        os.unlink(name)
+    except OSError:
+        return False
+    return True
+
+
+def _free_bytes(path: Path) -> Optional[int]:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 def _probe(path: Path) -> Optional[str]:
     """Creates ``path`` if needed; returns None when it can be read and written, ``"ro"`` when
     it can only be read, else the reason it cannot be used (a string starting with "!")."""
@@ -120,17 +138,11 @@ def _probe(path: Path) -> Optional[str]:
         return "!not a directory"
     if not os.access(path, os.R_OK | os.X_OK):
         return "!not readable"
-    try:
-        fd, name = tempfile.mkstemp(prefix=".hsens-probe-", dir=path)
-        os.close(fd)
-        os.unlink(name)
-    except OSError:
+    if not _can_write(path):
         return "ro"
-    try:
-        if shutil.disk_usage(path).free < MIN_FREE_BYTES:
-            return "full"
-    except OSError:
-        pass
+    free = _free_bytes(path)
+    if free is not None and free < MIN_FREE_BYTES:
+        return "full"
     return None
 
 
