@@ -767,3 +767,70 @@ def test_table_lists_indices_and_pvalues():
     assert hsic(X, X[:, 1]).table().splitlines()[2].split()[-1] == "-"
     with pytest.raises(ValueError, match="1 names for 2 indices"):
         res.table(names=["a"])
+
+
+# ----------------------------------------------------------------------------- sample-size buckets
+
+
+def _count_core_compilations(fn):
+    """Number of compilations of the HSIC programs while ``fn`` runs (jax_log_compiles)."""
+    import logging
+
+    seen = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Compiling jit(_hsic_core)") or msg.startswith("Compiling jit(_perm_core)"):
+                seen.append(msg)
+
+    h = Handler()
+    logger = logging.getLogger("jax")
+    logger.addHandler(h)
+    try:
+        with jax.log_compiles(True):
+            fn()
+    finally:
+        logger.removeHandler(h)
+    return len(seen)
+
+
+def test_sample_sizes_of_one_bucket_share_one_compiled_program():
+    rng = np.random.default_rng(30)
+    X = rng.uniform(size=(60, 7))  # d = 7: shapes no other test compiles
+    Y = np.sin(4 * X[:, 0]) + X[:, 1]
+    kw = dict(pvalue="gamma", bandwidth="median")
+    assert _count_core_compilations(lambda: hsic(X[:41], Y[:41], **kw)) == 1  # bucket 45
+    assert _count_core_compilations(lambda: hsic(X[:43], Y[:43], **kw)) == 0
+    assert _count_core_compilations(lambda: hsic(X[:45], Y[:45], **kw)) == 0
+    assert _count_core_compilations(lambda: hsic(X[:46], Y[:46], **kw)) == 1  # bucket 50
+    assert _count_core_compilations(lambda: hsic(X[:46], Y[:46], bucket=False, **kw)) == 1
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_padded_results_equal_unpadded(precision):
+    X, Y = data(31, n=37, d=3)  # bucket 40: three padded rows
+    rng = np.random.default_rng(0)
+    X[:, 2] = rng.normal(size=37)
+    key = jax.random.key(9)
+    f64 = precision == "float64"
+    rtol = 1e-11 if f64 else 2e-5
+    perm = dict(pvalue="permutation", n_permutations=30, key=key)
+    cases = [dict(estimator="V", pvalue="gamma"), dict(estimator="U", **perm),
+             dict(conditional=critical_domain(4.0, smoothing=0.3), **perm)]
+    if f64:
+        cases += [dict(estimator="U", pvalue="gamma"), dict(target=best_fraction(0.3), **perm),
+                  dict(target=best_fraction(0.3), convention="novello2023", bandwidth="max")]
+    with jax.enable_x64(f64):
+        for kw in cases:
+            pad, exact = hsic(X, Y, **kw), hsic(X, Y, bucket=False, **kw)
+            scale = float(np.max(np.abs(np.asarray(exact.hsic))))
+            for f in ("hsic", "r2", "pvalue", "bandwidth"):
+                np.testing.assert_allclose(np.asarray(getattr(pad, f)), np.asarray(getattr(exact, f)),
+                                           rtol=rtol, atol=rtol * scale if f == "hsic" else 0,
+                                           equal_nan=True, err_msg=f"{kw} {f}")
+            np.testing.assert_allclose(pad.hsic_yy, exact.hsic_yy, rtol=rtol)
+        if f64:
+            kw = dict(target=best_fraction(0.3), convention="novello2023")
+            np.testing.assert_allclose(hsic_interactions(X, Y, **kw),
+                                       hsic_interactions(X, Y, bucket=False, **kw), rtol=rtol)
