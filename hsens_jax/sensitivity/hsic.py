@@ -276,6 +276,25 @@ def critical_domain(lower=-math.inf, upper=math.inf, smoothing=0.1):
 
 
 # ----------------------------------------------------------------------------- kernels on blocks
+# The hot paths are written with lax primitives (broadcast_in_dim, reduce_sum, dot_general)
+# rather than jax.numpy: each jax.numpy function is a jitted function of its own, traced and
+# lowered separately, and the first call of hsic in a new process pays for that even when
+# its program comes from the persistent compilation cache (measured: tracing and lowering
+# of the Gamma program 0.15-0.2 s with jax.numpy, 0.05-0.06 s this way).
+
+_HI = lax.Precision.HIGHEST
+
+
+def _bc(a, shape, dims):
+    return lax.broadcast_in_dim(a, shape, dims)
+
+
+def _dot(a, b, contract, batch=((), ())):
+    return lax.dot_general(a, b, (contract, batch), precision=_HI)
+
+
+def _rsum(a, axes):
+    return lax.reduce_sum(a, tuple(axes))
 
 
 def _input_gram(xr, xc, cat, groups, gscale=None):
@@ -286,17 +305,19 @@ def _input_gram(xr, xc, cat, groups, gscale=None):
     (product kernels); ``gscale``: None or (g,) multipliers of each kernel's squared distance
     (one bandwidth per kernel, ``1 / theta_g^2``, when the columns are not scaled).
     """
-    diff = xr[:, :, None] - xc[:, None, :]
-    e = diff * diff  # (c, t, m)
+    c, t = xr.shape
+    m = xc.shape[1]
+    diff = _bc(xr, (c, t, m), (0, 1)) - _bc(xc, (c, t, m), (0, 2))
+    e = diff * diff
     if cat is not None and any(cat):
-        catm = jnp.asarray(cat)[:, None, None]
-        e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
+        catm = _bc(jnp.asarray(np.array(cat)), (c, t, m), (0,))
+        e = lax.select(catm, lax.select(diff == 0, lax.full_like(e, 0), lax.full_like(e, _BIG)), e)
     if groups is not None:
-        c_, t_, m_ = e.shape
-        e = jnp.matmul(groups, e.reshape(c_, t_ * m_), precision="highest").reshape(groups.shape[0], t_, m_)
+        g = groups.shape[0]
+        e = lax.reshape(_dot(groups, lax.reshape(e, (c, t * m)), ((1,), (0,))), (g, t, m))
     if gscale is not None:
-        e = e * gscale[:, None, None]
-    return jnp.exp(-0.5 * e)
+        e = e * _bc(gscale, e.shape, (0,))
+    return lax.exp(e * -0.5)
 
 
 def _output_gram(zr, zc, out_kind):
@@ -305,6 +326,14 @@ def _output_gram(zr, zc, out_kind):
     ``zr``, ``zc``: outputs divided by their bandwidths (Gaussian) or raw (linear); leading
     axes (e.g. a batch of permutations) broadcast.
     """
+    if zr.ndim == 2 and zr.shape[-1] == 1:  # the common case, in lax
+        t, m = zr.shape[0], zc.shape[0]
+        a = _bc(lax.reshape(zr, (t,)), (t, m), (0,))
+        b = _bc(lax.reshape(zc, (m,)), (t, m), (1,))
+        if out_kind == "linear":
+            return a * b
+        u = a - b
+        return lax.exp(u * u * -0.5)
     if out_kind == "linear":
         if zr.shape[-1] == 1:
             return zr[..., :, 0][..., :, None] * zc[..., :, 0][..., None, :]
@@ -344,10 +373,12 @@ def _sym_sweep(n, b, body, init, dt):
     per-row sums of the block (added to block I) and ``cols`` (m, b) its per-column sums
     (added to block J when I < J, i.e. the row sums of the mirror block); ``rows`` and
     ``cols`` may be None.  Returns ``(sums, vec)`` with ``vec`` (m, nb b) the full row sums
-    (or None).  Cost: ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
+    (or None), gathered from the per-block sums by one product with a 0/1 matrix (no
+    scatter).  Cost: ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
     """
     nb = -(-n // b)
     I, J = np.triu_indices(nb)
+    P = I.size
     wgt = jnp.asarray(np.where(I == J, 1.0, 2.0), dt)
 
     def step(acc, args):
@@ -356,13 +387,17 @@ def _sym_sweep(n, b, body, init, dt):
         acc = jax.tree_util.tree_map(lambda a, x: a + wt * x, acc, s)
         return acc, (r, c)
 
-    acc, (R, C) = lax.scan(step, init, (jnp.asarray(I * b), jnp.asarray(J * b), wgt))
+    acc, (R, C) = lax.scan(step, init, (jnp.asarray(I * b, jnp.int32),
+                                        jnp.asarray(J * b, jnp.int32), wgt))
     if R is None:
         return acc, None
-    C = C * jnp.asarray(I != J, dt)[:, None, None]
     m = R.shape[1]
-    vec = jnp.zeros((nb, m, b), dt).at[jnp.asarray(I)].add(R).at[jnp.asarray(J)].add(C)
-    return acc, jnp.moveaxis(vec, 0, 1).reshape(m, nb * b)
+    S = np.zeros((nb, 2 * P))
+    S[I, np.arange(P)] = 1.0
+    S[J, P + np.arange(P)] = I != J
+    vec = _dot(jnp.asarray(S, dt), lax.reshape(lax.concatenate([R, C], 0), (2 * P, m * b)),
+               ((1,), (0,)))  # (nb, m b)
+    return acc, lax.reshape(lax.transpose(lax.reshape(vec, (nb, m, b)), (1, 0, 2)), (m, nb * b))
 
 
 _CENTRE_SAMPLE = 128
@@ -373,10 +408,13 @@ _CENTRE_SAMPLE = 128
 SINGLE_PASS_TILE_ELEMENTS = 2 ** 18
 GAMMA_TILE_ELEMENTS = 3 * 2 ** 17
 OUTPUT_TILE_ELEMENTS = 2 ** 20
+# The shifts of the single pass are computed in one (g, N, 128) operation up to this many
+# elements (64 MB in float32), else block by block.
+_SHIFT_ONE_OP_ELEMENTS = 2 ** 24
 
 
 def _sl(a, start, size, axis=-1):
-    return lax.dynamic_slice_in_dim(a, start, size, axis)
+    return lax.dynamic_slice_in_dim(a, start, size, axis % a.ndim)
 
 
 def _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma, diag_l, ob):
@@ -413,113 +451,122 @@ def _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma, d
     the output pre-pass block side).
     """
     N = Xs.shape[1]
-    nf = jnp.sum(valid)
-    nb = -(-N // block)
-    Np = nb * block
+    b = block
+    Np = -(-N // b) * b
+    if Np != N:  # hsic pads on the host; direct callers may not
+        Xs, Zs = _pad_last(Xs, Np), _pad_last(Zs.T, Np).T
+        valid, diag_l = _pad_zero(valid, Np), _pad_last(diag_l, Np)
+    nb = Np // b
+    ob = max(b, (min(ob, Np) // b) * b)
+    while nb % (ob // b):
+        ob -= b
+    nf = _rsum(valid, (0,))
     g = Xs.shape[0] if G is None else G.shape[0]
     # ---- input shifts from a strided subsample of the valid rows
     m = min(N, _CENTRE_SAMPLE)
-    sub = jnp.floor((jnp.arange(m, dtype=dt) + 0.5) * (nf / m)).astype(jnp.int32)
-    Xp, Zp = _pad_last(Xs, Np), _pad_last(Zs.T, Np).T  # (c, Np), (Np, k)
-    vp = _pad_zero(valid, Np)
-    xsub, zsub = Xs[:, sub], Zs[sub]
-    offsets = jnp.arange(nb) * block
-    rk = lax.map(lambda r0: jnp.mean(_input_gram(_sl(Xp, r0, block), xsub, cat, G, gs), axis=-1),
-                 offsets)
-    rk = jnp.moveaxis(rk, 0, 1).reshape(g, Np)  # (g, Np)
-    rk_bar = (rk @ vp) / nf
+    sub = lax.convert_element_type(lax.floor((lax.iota(dt, m) + 0.5) * (nf / m)), jnp.int32)
+    xsub = jnp.take(Xs, sub, axis=1)  # (c, m)
+    offsets = lax.iota(jnp.int32, nb) * b
+    if g * Np * m <= _SHIFT_ONE_OP_ELEMENTS:
+        rk = _rsum(_input_gram(Xs, xsub, cat, G, gs), (2,)) / m  # (g, Np)
+    else:
+        rk = lax.map(lambda r0: _rsum(_input_gram(_sl(Xs, r0, b), xsub, cat, G, gs), (2,)) / m,
+                     offsets)  # (nb, g, b)
+        rk = lax.reshape(lax.transpose(rk, (1, 0, 2)), (g, Np))
+    rk_bar = _dot(rk, valid, ((1,), (0,))) / nf
 
-    def mask2(r0, c0):
-        return _sl(vp, r0, block)[:, None] * _sl(vp, c0, block)[None, :]
+    def vv(r0, c0, size=b):
+        return _bc(_sl(valid, r0, size), (size, size), (0,)) * _bc(_sl(valid, c0, size), (size, size), (1,))
 
     # ---- 1. output centring: exact (pre-pass, L 1) for Gamma, else a subsample shift
     if want_gamma:
-        # the pre-pass sweeps ONE kernel, not g: blocks of side ``ob`` (larger than ``block``
-        # unless the caller fixed the tile), so that fewer, larger operations amortise their
-        # dispatch
-        No = -(-N // ob) * ob
-        Zo = _pad_last(Zs.T, No).T
-        vo = _pad_zero(valid, No)
-
+        # the pre-pass sweeps ONE kernel, not g: blocks of side ``ob`` (a multiple of ``b``),
+        # so that fewer, larger operations amortise their dispatch
         def pre(r0, c0):
-            L = _output_gram(_sl(Zo, r0, ob, 0), _sl(Zo, c0, ob, 0), out_kind) \
-                * (_sl(vo, r0, ob)[:, None] * _sl(vo, c0, ob)[None, :])
-            return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
+            L = _output_gram(_sl(Zs, r0, ob, 0), _sl(Zs, c0, ob, 0), out_kind) * vv(r0, c0, ob)
+            return (), lax.reshape(_rsum(L, (1,)), (1, ob)), lax.reshape(_rsum(L, (0,)), (1, ob))
 
-        _, lrow = _sym_sweep(N, ob, pre, (), dt)
-        rl = _pad_zero(lrow[0, :N], Np) / nf  # exact L 1 / n (0 on padded rows)
+        _, lrow = _sym_sweep(Np, ob, pre, (), dt)
+        rl = lax.reshape(lrow, (Np,)) / nf  # exact L 1 / n (0 on padded rows)
     else:
-        rl = lax.map(lambda r0: jnp.mean(_output_gram(_sl(Zp, r0, block, 0), zsub, out_kind),
-                                         axis=-1), offsets).reshape(Np)
-    rl_bar = (rl @ vp) / nf
+        zsub = jnp.take(Zs, sub, axis=0)
+        rl = lax.reshape(lax.map(lambda r0: _rsum(_output_gram(_sl(Zs, r0, b, 0), zsub, out_kind),
+                                                  (1,)) / m, offsets), (Np,))
+    rl_bar = _dot(rl, valid, ((0,), (0,))) / nf
 
     def lc_block(r0, c0):
-        Lc = _output_gram(_sl(Zp, r0, block, 0), _sl(Zp, c0, block, 0), out_kind) \
-            - _sl(rl, r0, block)[:, None] - _sl(rl, c0, block)[None, :] + rl_bar
-        return Lc * mask2(r0, c0)
+        L = _output_gram(_sl(Zs, r0, b, 0), _sl(Zs, c0, b, 0), out_kind)
+        Lc = L - _bc(_sl(rl, r0, b), (b, b), (0,)) - _bc(_sl(rl, c0, b), (b, b), (1,)) + rl_bar
+        return Lc * vv(r0, c0)
 
     # ---- 2. main pass over the inputs
+    gbb = (g, b, b)
+
     def main(r0, c0):
-        K = _input_gram(_sl(Xp, r0, block), _sl(Xp, c0, block), cat, G, gs)  # (g, b, b)
-        Kt = (K - _sl(rk, r0, block)[:, :, None] - _sl(rk, c0, block)[:, None, :]
-              + rk_bar[:, None, None]) * mask2(r0, c0)
+        K = _input_gram(_sl(Xs, r0, b), _sl(Xs, c0, b), cat, G, gs)  # (g, b, b)
+        Kt = (K - _bc(_sl(rk, r0, b), gbb, (0, 1)) - _bc(_sl(rk, c0, b), gbb, (0, 2))
+              + _bc(rk_bar, gbb, (0,))) * _bc(vv(r0, c0), gbb, (1, 2))
         Lc = lc_block(r0, c0)
-        sums = {"sxy": jnp.sum(Kt * Lc, axis=(1, 2)), "sxx": jnp.sum(Kt * Kt, axis=(1, 2)),
-                "syy": jnp.sum(Lc * Lc)}
-        rows, cols = [jnp.sum(Kt, axis=2)], [jnp.sum(Kt, axis=1)]
+        Lb = _bc(Lc, gbb, (1, 2))
+        sums = {"sxx": _rsum(Kt * Kt, (1, 2)), "syy": _rsum(Lc * Lc, (0, 1))}
+        rows, cols = [_rsum(Kt, (2,))], [_rsum(Kt, (1,))]
         if not want_gamma:  # row sums of the shifted output kernel
-            rows.append(jnp.sum(Lc, axis=1)[None])
-            cols.append(jnp.sum(Lc, axis=0)[None])
+            sums["sxy"] = _rsum(Kt * Lb, (1, 2))
+            rows.append(lax.reshape(_rsum(Lc, (1,)), (1, b)))
+            cols.append(lax.reshape(_rsum(Lc, (0,)), (1, b)))
         else:
             # Kt^2 Q = (Kt Lc)^2: with M = Kt o Lc, sxy and s1 are one-operand reductions of
             # M (a product of two operands, one broadcast, reduces ~2x slower in XLA:CPU)
-            M = Kt * Lc
-            sums["sxy"] = jnp.sum(M, axis=(1, 2))
-            sums["s1"] = jnp.sum(M * M, axis=(1, 2))
-            KQ = M * Lc  # Kt o Q
+            M = Kt * Lb
+            sums["sxy"] = _rsum(M, (1, 2))
+            sums["s1"] = _rsum(M * M, (1, 2))
+            KQ = M * Lb  # Kt o Q
             Q = Lc * Lc
-            rows += [jnp.sum(KQ, axis=2), jnp.sum(Q, axis=1)[None]]
-            cols += [jnp.sum(KQ, axis=1), jnp.sum(Q, axis=0)[None]]
-        return sums, jnp.concatenate(rows), jnp.concatenate(cols)
+            rows += [_rsum(KQ, (2,)), lax.reshape(_rsum(Q, (1,)), (1, b))]
+            cols += [_rsum(KQ, (1,)), lax.reshape(_rsum(Q, (0,)), (1, b))]
+        return sums, lax.concatenate(rows, 0), lax.concatenate(cols, 0)
 
-    init = {"sxy": jnp.zeros(g, dt), "sxx": jnp.zeros(g, dt), "syy": jnp.zeros((), dt)}
+    zg = lax.full((g,), 0, dt)
+    init = {"sxy": zg, "sxx": zg, "syy": lax.full((), 0, dt)}
     if want_gamma:
-        init["s1"] = jnp.zeros(g, dt)
-    acc, vec = _sym_sweep(Np, block, main, init, dt)
-    a = vec[:g]  # Kt 1 (0 on padded rows)
-    sa = jnp.sum(a, axis=1)
-    sxx = acc["sxx"] - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
+        init["s1"] = zg
+    acc, vec = _sym_sweep(Np, b, main, init, dt)
+    a = lax.slice_in_dim(vec, 0, g, axis=0)  # Kt 1 (0 on padded rows)
+    sa = _rsum(a, (1,))
+    sxx = acc["sxx"] - 2.0 / nf * _rsum(a * a, (1,)) + sa * sa / (nf * nf)
     if want_gamma:  # Lc exactly centred
         sxy, syy, cb = acc["sxy"], acc["syy"], rl
     else:
-        bl = vec[g]  # Lt 1
-        sbl = jnp.sum(bl)
-        sxy = acc["sxy"] - 2.0 / nf * (a @ bl) + sa * sbl / (nf * nf)
-        syy = acc["syy"] - 2.0 / nf * jnp.sum(bl * bl) + sbl * sbl / (nf * nf)
+        bl = lax.index_in_dim(vec, g, 0, keepdims=False)  # Lt 1
+        sbl = _rsum(bl, (0,))
+        sxy = acc["sxy"] - 2.0 / nf * _dot(a, bl, ((1,), (0,))) + sa * sbl / (nf * nf)
+        syy = acc["syy"] - 2.0 / nf * _rsum(bl * bl, (0,)) + sbl * sbl / (nf * nf)
         cb = bl / nf + rl  # exact: L 1 / n
-    gb = (cb @ vp) / nf
+    gb = _dot(cb, valid, ((0,), (0,))) / nf
     norm = nf * nf
     hxy, hxx, hyy = sxy / norm, sxx / norm, syy / norm
     ca = a / nf + rk  # exact: K 1 / n
-    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy), "ca": ca[:, :N],
-           "ga": (ca @ vp) / nf, "cb": cb[:N], "gb": gb, "sxy": sxy}
+    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy * lax.rsqrt(hxx * hyy),
+           "ca": lax.slice_in_dim(ca, 0, N, axis=1), "ga": _dot(ca, valid, ((1,), (0,))) / nf,
+           "cb": lax.slice_in_dim(cb, 0, N), "gb": gb, "sxy": sxy}
     if want_gamma:
-        kq, q = vec[g:2 * g], vec[2 * g]
-        u = a / nf - (sa / (2.0 * nf * nf))[:, None]  # (g, Np): Kc_ij = Kt_ij - u_i - u_j
+        kq = lax.slice_in_dim(vec, g, 2 * g, axis=0)
+        q = lax.index_in_dim(vec, 2 * g, 0, keepdims=False)
+        u = a / nf - _bc(sa / (2.0 * nf * nf), (g, Np), (0,))  # Kc_ij = Kt_ij - u_i - u_j
 
         def post(r0, c0):
             Lc = lc_block(r0, c0)
-            t = _sl(u, r0, block) @ (Lc * Lc)  # (g, b)
-            return jnp.sum(t * _sl(u, c0, block), axis=1), None, None
+            t = _dot(_sl(u, r0, b), Lc * Lc, ((1,), (0,)))  # (g, b)
+            return _rsum(t * _sl(u, c0, b), (1,)), None, None
 
-        uqu, _ = _sym_sweep(Np, block, post, jnp.zeros(g, dt), dt)
-        s_all = acc["s1"] - 4.0 * jnp.sum(u * kq, axis=1) + 2.0 * ((u * u) @ q) + 2.0 * uqu
-        diag_lp = _pad_last(diag_l, Np)
-        lc_diag = diag_lp - 2.0 * rl + rl_bar
-        kc_diag = (1.0 - 2.0 * rk + rk_bar[:, None]) - 2.0 * u
-        s_b = s_all - (kc_diag * kc_diag) @ (lc_diag * lc_diag * vp)
+        uqu, _ = _sym_sweep(Np, b, post, zg, dt)
+        s_all = acc["s1"] - 4.0 * _rsum(u * kq, (1,)) + 2.0 * _dot(u * u, q, ((1,), (0,))) + 2.0 * uqu
+        lc_diag = diag_l - 2.0 * rl + rl_bar
+        kc_diag = (1.0 - 2.0 * rk + _bc(rk_bar, (g, Np), (0,))) - 2.0 * u
+        s_b = s_all - _dot(kc_diag * kc_diag, lc_diag * lc_diag * valid, ((1,), (0,)))
         sum_k = sa + nf * nf * rk_bar  # 1'K1
-        res.update(_gamma_params(sum_k, nf * (rl @ vp), diag_lp @ vp, s_b, hxy, nf, "V"))
+        res.update(_gamma_params(sum_k, nf * _dot(rl, valid, ((0,), (0,))),
+                                 _dot(diag_l, valid, ((0,), (0,))), s_b, hxy, nf, "V"))
     return res
 
 
@@ -641,8 +688,8 @@ def _hsic_core(Xt, theta, gscale, groups, Z, theta_z, w, valid, *, estimator, ou
     dt = Xt.dtype
     G = groups if has_groups else None
     gs = gscale if has_gscale else None
-    Xs = Xt / theta[:, None]
-    Zs = Z if out_kind == "linear" else Z / theta_z
+    Xs = Xt / _bc(theta, Xt.shape, (0,))
+    Zs = Z if out_kind == "linear" else Z / _bc(theta_z, Z.shape, (1,))
     diag_l = _output_diag(Z, out_kind)
     if single_pass:
         return _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma,
@@ -1176,7 +1223,8 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
         kb = theta
     else:
         kb = None
-    Xt, G, gs, Z, w, valid = _padded(prep, N, groups, gscale)
+    # rows padded on the host up to a whole number of the single pass's blocks
+    Xt, G, gs, Z, w, valid = _padded(prep, -(-N // core_block) * core_block, groups, gscale)
     has_gscale = gscale is not None
     with jax.default_matmul_precision("highest"):
         # Full float32 matrix products: on GPUs the default lets XLA use TF32 (10-bit
