@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import rankdata
 
+from hsens_jax.compile_cache import ensure_compilation_cache
 from hsens_jax.sensitivity._table import number, per_input_table, picker
 
 __all__ = ["GivenDataResult", "given_data_first_order", "default_bins", "plischke_bins"]
@@ -124,6 +125,7 @@ def given_data_first_order(X, Y, *, bins=None, discrete=None, bias_correction: b
     indices (EASI), Reliab. Eng. Syst. Saf. 95, 354-360; Plischke, Borgonovo & Smith (2013)
     Global sensitivity measures from given data, Eur. J. Oper. Res. 226, 536-550.
     """
+    ensure_compilation_cache()
     if isinstance(X, dict):
         names = tuple(X.keys()) if names is None else tuple(names)
         try:
