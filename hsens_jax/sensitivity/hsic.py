@@ -12,6 +12,46 @@ For each input column ``X_i`` (or group of columns) and the output ``Y`` this mo
   ``HSICEstimatorGlobalSensitivity`` / ``HSICEstimatorTargetSensitivity`` /
   ``HSICEstimatorConditionalSensitivity`` with ``HSICVStat`` / ``HSICUStat``.
 
+Two conventions for the goal-oriented index
+-------------------------------------------
+The default is the textbook HSIC: with ``target=best_fraction(q)`` the output is the
+indicator ``z = 1{Y <= q-quantile}`` under a linear kernel and the index is the V-statistic
+``HSIC_V = (1/n^2) zc' K zc`` (``zc`` = centred ``z``), which equals ``(m/n)^2 MMD^2(P_X,
+P_X|best)`` (m = number of selected rows).  ``convention="novello2023"`` computes what the
+authors' ``hsic.py`` (github.com/paulnovello/goal-oriented-ho) computes: threshold
+``np.quantile(Y, q, method="lower")``, index ``q^2 MMD^2`` (their ``p**2 * MMD``): the textbook
+value times ``(q n / m)^2``.  With ties ``m/n`` differs from ``q`` (0.25 instead of 0.24 in
+their section 4.1: the textbook values are then 8.5% higher; 6x at q = 0.1 in section 4.3,
+where 25% of the rows tie at the threshold).  Their bandwidths are per kernel (they call
+``hsic`` per input, or per pair for a joint index): ``"pooled_median"``, the median of all
+``n^2`` distances of that input (pair: ``2 n^2``, pooled over its two columns) with the zeros
+of the diagonal, or ``"max"``, the bandwidth in (1e-4, 5) maximizing the index, found by
+Brent's bounded search vectorized across inputs (one pass over the data per step for all
+inputs; :mod:`hsens_jax.sensitivity._brent`).  ``experiments/toys.py`` reproduces their
+section 4.1 to 1e-14 with their random draws.
+
+Bias of R2-HSIC
+---------------
+The V-statistic HSICs are biased upward, and so is the V-statistic R2-HSIC: for independent
+X ~ U(0, 1), Y ~ N(0, 1) (std bandwidths) its mean is 0.190 at n = 11, 0.034 at n = 64 and
+0.0085 at n = 256 (4000 samples each, standard errors 0.002, 0.0003, 0.0001;
+``benchmarks/hsic_r2_bias.py``).  ``estimator="U"`` gives R2-HSIC from the unbiased
+U-statistics (``HSIC_U(X, Y) / sqrt(HSIC_U(X, X) HSIC_U(Y, Y))``, in [-1, 1]): its mean is
+-0.001 +- 0.002, 0.0004 +- 0.0004 and 0.0001 +- 0.0001 at those n (negative for 60% of the
+samples, as an unbiased estimate of 0 must be).  Rank inputs analysed on different numbers
+of rows, or few rows, with the U-statistic R2.
+
+Compilation
+-----------
+Each call runs one or two jitted programs whose shapes depend on ``n`` only through its
+sample-size bucket (:mod:`hsens_jax.sensitivity.buckets`): ``n`` is padded up to the next
+bucket size with rows of weight zero (``valid = 0``), masked out of every sum, so that all
+sample sizes of a bucket share a program, in memory and in JAX's persistent compilation cache
+(:mod:`hsens_jax.compile_cache`, turned on by every entry point).  The single pass is written
+with ``lax`` primitives and traced with the garbage collector paused, which keeps the tracing
+and lowering of a new process to a few hundredths of a second (see
+``benchmarks/results/hsic_compile_cpu.md``).
+
 Computation
 -----------
 No ``n x n`` matrix product is ever formed, and no ``n x n`` matrix is held unless asked for
