@@ -18,23 +18,24 @@ Where the cache lives
    be used (JAX keys them by its version), so an upgrade starts a new directory and old ones
    can be deleted whole.
 
-Settings (chosen by measurement on a 2-core x86 CPU, jax 0.10.2; see
-``benchmarks/bench_compile_cache.py`` and ``benchmarks/results/compile_cache_cpu.md``)
------------------------------------------------------------------------------------
-* ``jax_persistent_cache_min_compile_time_secs = MIN_COMPILE_TIME_SECS`` (0.05 s; JAX's
-  default is 1 s).  Loading an entry costs 1-4 ms (measured: read, decompress, deserialize),
-  compiling the smallest programs 5-40 ms, ``hsic``'s core 0.3-0.7 s, a Sobol' bootstrap
-  about 0.5 s: with JAX's default none of the estimators' programs would ever be written.  At
-  0.05 s every program whose compilation costs more than ~10x its load is kept; below it are
-  the one-operation programs of eager ``jax.numpy`` calls, each saving a few milliseconds at
-  most, which would multiply the number of files for no visible gain.
-* ``jax_persistent_cache_min_entry_size_bytes = 0``: no size floor; the entries of this
-  package are 20-500 kB compressed and small ones are as useful as large ones.
-* Size cap: ``MAX_CACHE_BYTES`` (2 GiB).  JAX's own cap (``jax_compilation_cache_max_size``)
-  needs the ``filelock`` package and locks a file on every read; instead, when a process
-  first enables the cache and the directory holds more than the cap, the least recently
-  used entries (file access time, else modification time) are deleted until it holds 3/4 of
-  the cap.  At the sizes above the cap is thousands of programs.
+Settings (chosen by measurement on a 2-core x86 CPU, jax 0.10.2; ``python
+benchmarks/bench_compile_cache.py``, results in ``benchmarks/results/compile_cache_cpu.md``)
+----------------------------------------------------------------------------------------
+* ``jax_persistent_cache_min_compile_time_secs = MIN_COMPILE_TIME_SECS`` (0.02 s; JAX's
+  default is 1 s, under which none of the estimators' programs would ever be written:
+  ``hsic``'s and ``sobol_indices``' compile in 0.4-1.2 s).  Loading an entry took 1.6-13 ms
+  against 15-110 ms to compile even the one-operation programs of eager ``jax.numpy`` calls,
+  and 45 ms against 1.1 s for the estimators' programs: everything measured pays.  The
+  threshold only keeps out programs that compile in under 20 ms, which save at most a few
+  milliseconds each and would otherwise multiply the files (one per eager operation, dtype
+  and shape).
+* ``jax_persistent_cache_min_entry_size_bytes = 0``: no size floor; the entries measured are
+  2-62 kB compressed, and small ones pay as well as large ones.
+* Size cap: ``MAX_CACHE_BYTES`` (2 GiB, tens of thousands of such entries).  JAX's own cap
+  (``jax_compilation_cache_max_size``) needs the ``filelock`` package and locks a file on
+  every read; instead, when a process first enables the cache and the directory holds more
+  than the cap, the least recently used entries (file access time, else modification time)
+  are deleted until it holds 3/4 of the cap.
 
 Failures never raise
 --------------------
@@ -72,7 +73,7 @@ __all__ = [
 #: Environment variable: a cache directory, or 0/off/false/none to disable the cache.
 ENV_VAR = "HSENS_COMPILATION_CACHE"
 #: Programs compiling faster than this are not written (see the module docstring).
-MIN_COMPILE_TIME_SECS = 0.05
+MIN_COMPILE_TIME_SECS = 0.02
 #: Size cap of the cache directory, enforced when a process enables it.
 MAX_CACHE_BYTES = 2 * 1024**3
 #: Below this much free space the cache is used read-only.

@@ -904,9 +904,10 @@ def _as_float_array(a, name):
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
     dt = _working_dtype()
-    out = np.asarray(arr, dtype=dt)
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the value
+        out = np.asarray(arr, dtype=dt)
     if dt != arr.dtype and np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > dt.itemsize:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             over = np.isinf(out) & np.isfinite(arr)
         if over.any():
             where = np.argwhere(over.reshape(arr.shape[0], -1) if arr.ndim else over.reshape(1, 1))

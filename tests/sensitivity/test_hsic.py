@@ -518,6 +518,9 @@ def test_bad_input_errors():
     Yn[0] = np.inf
     with pytest.raises(ValueError, match="Y column 0"):
         hsic(X, Yn)
+    with pytest.raises(ValueError, match=r"n >= 3 \(at n = 2 .*R2-HSIC = 1"):
+        hsic(X[:2], Y[:2])  # gave R2 = 1 for every input
+    assert np.all(np.isfinite(np.asarray(hsic(X[:3], Y[:3]).r2)))
     with pytest.raises(ValueError, match="n >= 4"):
         hsic(X[:3], Y[:3], estimator="U")
     with pytest.raises(ValueError, match="n >= 6"):
@@ -576,6 +579,12 @@ def test_bad_input_errors():
         hsic(X, Y, bandwidth="max")
     with pytest.raises(TypeError, match="numeric"):
         hsic(np.array([["a", "b"]] * 20), Y)
+    Yb = Y.copy()
+    Yb[7] = 3.5e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"Y column 0 overflows float32 \(row 7 holds 3\.5e\+39"):
+        hsic(X, Yb)
+    with x64():  # fine in float64
+        assert np.isfinite(float(hsic(X, Yb).r2[0]))
     with pytest.raises(ValueError, match="pairs"):
         hsic_interactions(X, Y, pairs=[(0, 0)])
     with pytest.raises(ValueError, match="out of range"):
