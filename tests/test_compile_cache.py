@@ -32,6 +32,7 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.delenv(cc.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(cc, "MIN_COMPILE_TIME_SECS", 0.0)  # write even the small test programs
+    jax.config.update("jax_compilation_cache_dir", None)  # as in a process that set nothing
     cc._reset_for_tests()
     yield tmp_path
     for k, v in saved.items():
@@ -87,6 +88,13 @@ def test_disabled_by_the_environment(fresh, monkeypatch, value):
     assert cc.compilation_cache_dir() is None
     _compile_something(4.5)
     assert not (fresh / "xdg").exists()
+
+
+def test_a_directory_the_user_gave_jax_is_kept(fresh):
+    jax.config.update("jax_compilation_cache_dir", str(fresh / "users"))
+    assert cc.ensure_compilation_cache() == fresh / "users"
+    _compile_something(7.25)
+    assert _entries(fresh / "users")
 
 
 def test_disabled_by_the_function_and_ensure_does_not_turn_it_back_on(fresh):
