@@ -27,6 +27,9 @@ import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# this process: no persistent cache, so that its first calls compile (the fresh-process rows
+# measure the cache); the children set their own
+os.environ.setdefault("HSENS_COMPILATION_CACHE", "off")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import jax  # noqa: E402
