@@ -432,8 +432,8 @@ def _sym_sweep(n, b, body, init, dt):
     per-row sums of the block (added to block I) and ``cols`` (m, b) its per-column sums
     (added to block J when I < J, i.e. the row sums of the mirror block); ``rows`` and
     ``cols`` may be None.  Returns ``(sums, vec)`` with ``vec`` (m, nb b) the full row sums
-    (or None), gathered from the per-block sums by one product with a 0/1 matrix (no
-    scatter).  Cost: ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
+    (or None), gathered from the per-block sums by two segment sums.  Cost:
+    ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
     """
     nb = -(-n // b)
     I, J = np.triu_indices(nb)
@@ -451,11 +451,11 @@ def _sym_sweep(n, b, body, init, dt):
     if R is None:
         return acc, None
     m = R.shape[1]
-    S = np.zeros((nb, 2 * P))
-    S[I, np.arange(P)] = 1.0
-    S[J, P + np.arange(P)] = I != J
-    vec = _dot(jnp.asarray(S, dt), lax.reshape(lax.concatenate([R, C], 0), (2 * P, m * b)),
-               ((1,), (0,)))  # (nb, m b)
+    off = jnp.asarray((I != J).astype(np.float64), dt)
+    C = _mul(C, _bc(off, C.shape, (0,)))  # the diagonal blocks' rows are counted once
+    vec = _add(jax.ops.segment_sum(lax.reshape(R, (P, m * b)), jnp.asarray(I, jnp.int32), nb,
+                                   indices_are_sorted=True),
+               jax.ops.segment_sum(lax.reshape(C, (P, m * b)), jnp.asarray(J, jnp.int32), nb))
     return acc, lax.reshape(lax.transpose(lax.reshape(vec, (nb, m, b)), (1, 0, 2)), (m, nb * b))
 
 
