@@ -91,7 +91,7 @@ def test_median_bandwidth_exact_at_large_n_without_forming_the_distances():
                                rtol=1e-14)
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 9, 60])
+@pytest.mark.parametrize("n", [2, 3, 4, 9, 41])
 def test_pairwise_order_statistics_every_rank(n):
     rng = np.random.default_rng(n)
     x = np.round(rng.normal(size=(n, 2)), 1)  # ties and zero distances
