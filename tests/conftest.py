@@ -1,6 +1,10 @@
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The persistent compilation cache of the tests: one fresh directory per session (shared with
+# the subprocesses the tests start), never the user's own cache.
+os.environ.setdefault("HSENS_COMPILATION_CACHE", tempfile.mkdtemp(prefix="hsens-test-cache-"))
 import jax  # noqa: E402
 
 # One CPU device in the test process, whatever runs first: the CLI splits the CPU into one

@@ -196,3 +196,13 @@ def test_sweep_a_user_model_from_a_toml_file_with_cross_validation(tmp_path, cap
     bad.write_text(config.read_text().replace("mymodels:make_model", "mymodels:nope"))
     assert cli_main(["sweep", str(bad), "--no-progress", "--output", str(tmp_path / "run2")]) == 2
     assert "no attribute 'nope'" in capsys.readouterr().err
+
+
+def test_compilation_cache_option(tmp_path, monkeypatch):
+    from hsens_jax import compile_cache
+
+    assert main(["--compilation-cache", str(tmp_path / "cc"), "show", str(tmp_path / "missing")]) == 2
+    assert compile_cache.compilation_cache_dir() == (tmp_path / "cc")
+    assert main(["--compilation-cache", "off", "show", str(tmp_path / "missing")]) == 2
+    assert compile_cache.compilation_cache_dir() is None
+    compile_cache.enable_compilation_cache(os.environ["HSENS_COMPILATION_CACHE"])  # the session's again

@@ -608,12 +608,9 @@ def run_sweep(
       ``flops_per_example``, ``group``, ``group_wall_time``, ``curve_steps``; ``meta`` records
       the settings, defaults, groups, data split, directions of every objective and timings.
     """
-    try:  # the persistent compilation cache (hsens_jax.compile_cache) lands with the estimators' work
-        from hsens_jax.compile_cache import ensure_compilation_cache
-    except ImportError:  # pragma: no cover
-        ensure_compilation_cache = None
-    if ensure_compilation_cache is not None:
-        ensure_compilation_cache()
+    from hsens_jax.compile_cache import ensure_compilation_cache
+
+    ensure_compilation_cache()
     seeds = _check_args(seeds, chunk_size, n_evals, eval_batch_size, cv)
     if not isinstance(space, Space):
         raise TypeError(f"space must be a hsens_jax.Space, got {type(space).__name__}")
