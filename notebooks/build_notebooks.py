@@ -81,10 +81,10 @@ print(result.table("final_val_accuracy", k=5))"""),
 
 `analyze` normalizes every hyperparameter to [0, 1] as Novello et al. do (so that floats,
 integers and categories share one Gaussian kernel) and returns, per hyperparameter, the R2-HSIC
-of the unbiased U-statistic with a permutation p-value and the number of runs it used."""),
+of the unbiased U-statistic with a permutation p-value (1000 permutations) and the number of runs
+it used."""),
     new_code_cell("""\
-n_perm = 200 if QUICK else 1000
-report = hs.analyze(result, ["final_val_accuracy"], n_permutations=n_perm)
+report = hs.analyze(result, ["final_val_accuracy"])
 print(report.table())
 report.plot();"""),
     new_markdown_cell("""\
@@ -95,7 +95,7 @@ indicator of the best fraction, and the index measures how different the best ru
 hyperparameters are from all runs'. A hyperparameter can matter globally (it ruins some runs) and
 not for the best ones, or the reverse."""),
     new_code_cell("""\
-goal = hs.analyze(result, ["final_val_accuracy"], target=0.25, n_permutations=n_perm)
+goal = hs.analyze(result, ["final_val_accuracy"], target=0.25)
 print(goal.table())"""),
     new_markdown_cell("""\
 With 16 configurations (quick mode) every index is marked *small n*: rankings need more runs

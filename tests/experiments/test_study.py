@@ -26,18 +26,23 @@ def _load_build():
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
+    """A 16-configuration study on the digits: the quick settings of notebooks/01_space_sweep_hsic,
+    so that the notebook's test finds the programs compiled here in the session's compilation cache."""
     out = tmp_path_factory.mktemp("results")
     ds = hs.load_dataset("digits")
     space = hs.Space([
         hs.Float("learning_rate", 1e-3, 1.0, log=True),
         hs.Categorical("optimizer", ["sgd", "momentum"]),
         hs.Float("momentum", 0.5, 0.99, condition={"optimizer": "momentum"}),
-        hs.Int("width", 4, 16, log=True),
+        hs.Float("weight_decay", 1e-6, 1e-2, log=True),
+        hs.Int("width", 8, 32, log=True),
+        hs.Int("depth", 1, 2),
+        hs.Categorical("activation", ["relu", "tanh"]),
     ])
     study = Study(name="tiny", title="Tiny digits study", dataset=ds, data_note="digits", space=space, model="mlp",
-                  model_note="built-in MLP", fixed={"steps": 20, "batch_size": 64, "depth": 1}, n_configs=32,
+                  model_note="built-in MLP", fixed={"epochs": 2, "batch_size": 64}, n_configs=16,
                   error="final_val_accuracy", test=None, rationale={"width": "a size knob"}, mode="quick",
-                  size_knobs=("width",), n_evals=2)
+                  size_knobs=("depth", "width"))
     args = argparse.Namespace(out=str(out), quiet=True)
     summary = run_study(study, args, device="test")
     return out, summary
@@ -50,16 +55,19 @@ def test_study_writes_every_table_and_figure(tiny_study):
                  "hsic_cost.json", "tiny_hsic.png", "tiny_interactions.png", "tiny_tradeoff.png"):
         assert (d / name).is_file(), name
     s = json.loads((d / "summary.json").read_text())
-    assert s["n_runs"] == 32 and s["timing"]["runs_per_minute"] > 0
-    assert set(s["hsic"]["global"]["error"]["main"]) == {"learning_rate", "optimizer", "momentum", "width"}
-    assert s["hsic"]["global"]["error"]["main"]["momentum"]["n"] < 32  # scored where active only
-    assert set(s["importances"]["fanova"]) == {"learning_rate", "optimizer", "width"}  # present in every run
+    names = {"learning_rate", "optimizer", "momentum", "weight_decay", "width", "depth", "activation"}
+    assert s["n_runs"] == 16 and s["timing"]["runs_per_minute"] > 0
+    assert set(s["hsic"]["global"]["error"]["main"]) == names
+    assert 0 < s["hsic"]["global"]["error"]["main"]["momentum"]["n"] < 16  # scored where active only
+    assert set(s["importances"]["fanova"]) == names - {"momentum"}  # Optuna: only those present in every run
+    assert s["hsic"]["q0.1"]["error"]["pairs"]  # interactions computed and tabulated
     import csv
 
     rows = list(csv.DictReader(open(d / "runs.csv")))
-    assert len(rows) == 32
-    for r in rows:  # one hidden layer of `width` units between 64 inputs and 10 classes
-        assert int(r["param_count"]) == 64 * int(r["width"]) + int(r["width"]) + int(r["width"]) * 10 + 10
+    assert len(rows) == 16
+    for r in rows:  # `depth` hidden layers of `width` units between 64 inputs and 10 classes
+        w, depth = int(r["width"]), int(r["depth"])
+        assert int(r["param_count"]) == 65 * w + (depth - 1) * (w + 1) * w + (w + 1) * 10
     best = s["tradeoff"]["best"]
     assert best["param_count"] == int(rows[best["config"]]["param_count"])
     md = (d / "tiny.md").read_text()
