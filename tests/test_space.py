@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from hsens_jax.space import (
     Bool,
