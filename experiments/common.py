@@ -12,7 +12,7 @@ each choice) and calls :func:`run_study`, which
    (HSIC-ANOVA), conditional hyperparameters on the rows where they are active; the same for
    the cost (parameters, FLOPs, time per run);
 3. computes the authors' own estimator (``convention="novello2023"``, ``bandwidth="max"``) of
-   the goal-oriented index, where the installed hsens_jax provides it;
+   the goal-oriented index;
 4. cross-checks the rankings with Optuna's fANOVA and PED-ANOVA on the same runs;
 5. writes everything under ``OUT/<study>/``: ``runs.csv`` (one row per run), ``hsic_*.json|csv``,
    ``importance.csv``, ``summary.json``, ``<study>.md`` (the tables the write-up includes) and
@@ -373,40 +373,31 @@ def authors_indices(result: hs.SweepResult, objective: str, seed: int = 0) -> di
     """Goal-oriented HSIC with the authors' estimator (Novello et al. 2023's ``hsic.py``):
     ``hsic(X, Y, target=best_fraction(q), convention="novello2023", bandwidth="max")`` on the
     Novello-normalized hyperparameters, each conditional hyperparameter on its active rows with
-    the quantile recomputed there. If the installed hsens_jax lacks ``bandwidth="max"``, the
-    authors' median bandwidth is used and the result says so (``note``); an index that is undefined
-    (the best q of a hyperparameter's active runs is all of them, through ties) is NaN and listed
-    in ``undefined``."""
+    the quantile recomputed there. An index that is undefined (the best q of a hyperparameter's
+    active runs is all of them, through ties) is NaN and listed in ``undefined``."""
     from hsens_jax.sensitivity.hsic import best_fraction, hsic
 
     space = result.space
     X = np.asarray(space.normalize(result.configs, method="novello", seed=seed), float)
     y = _ranked_objective(result, objective)
     masks = ~np.isnan(X)
-    out: dict[str, Any] = {"objective": objective, "estimator": "V (the authors' q^2 MMD^2)", "values": {}}
+    out: dict[str, Any] = {"objective": objective, "estimator": "V (the authors' q^2 MMD^2)", "bandwidth": "max",
+                           "values": {}}
 
-    def index(j, q, bandwidth):
+    def index(j, q):
         rows = masks[:, j]
         if rows.sum() < 8:
             return float("nan")
-        r = hsic(X[rows][:, [j]], y[rows], estimator="V", bandwidth=bandwidth, target=best_fraction(q),
+        r = hsic(X[rows][:, [j]], y[rows], estimator="V", bandwidth="max", target=best_fraction(q),
                  convention="novello2023")
         return float(np.asarray(r.hsic)[0])
 
-    try:
-        index(0, QUANTILES[0], "max")
-        bandwidth = "max"
-    except (TypeError, ValueError) as e:
-        bandwidth = "pooled_median"
-        out["note"] = (f"bandwidth='max' (the authors' maximizing bandwidth) is not available in this hsens_jax "
-                       f"({type(e).__name__}: {e}); the authors' median bandwidth was used")
-    out["bandwidth"] = bandwidth
     failed = []
     for q in QUANTILES:
         vals = {}
         for j, name in enumerate(space.names):
             try:
-                vals[name] = index(j, q, bandwidth)
+                vals[name] = index(j, q)
             except ValueError as e:  # e.g. the best q of the active runs is all of them (ties)
                 vals[name] = float("nan")
                 failed.append(f"{name} at q = {q:g}: {e}")
@@ -721,8 +712,6 @@ def study_markdown(summary: Mapping[str, Any]) -> str:
         fb = s["hsic"][f"q{q:g}"]["error"].get("fallback")
         if fb:
             lines += ["", f"Best {q:.0%}: {fb}."]
-    if s["authors"].get("note"):
-        lines += ["", f"Authors' estimator: {s['authors']['note']}."]
     if s["agreement"]:
         lines += ["", "Agreement of the rankings (Spearman correlation over the hyperparameters both methods assess; "
                       "top-3 overlap):", ""]

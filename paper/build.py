@@ -58,8 +58,7 @@ otherwise favour conditional hyperparameters scored on few runs.
 fraction q of the runs (q = 0.1 and 0.2), with a linear kernel on the indicator and the authors'
 pooled-median bandwidth: the index measures how much a hyperparameter decides whether a run is
 among the best, not how it moves the error everywhere. We also compute the authors' own estimator
-(`convention="novello2023"`: their q^2 MMD^2 scale and the bandwidth maximizing the index) where
-the installed hsens_jax has it.
+(`convention="novello2023"`: their q^2 MMD^2 scale and the bandwidth maximizing the index).
 
 **Conditional hyperparameters** (the paper's section 4.3) are scored on the runs where they are
 active, with the quantile recomputed inside them; each index says how many runs it used (n).
@@ -105,7 +104,7 @@ DEVIATIONS = """\
   its errors are far from state of the art and its indices are noisier. `--full` runs the
   paper-scale settings.
 - **Rankings use the unbiased R2-HSIC** and come with permutation p-values; the authors report raw
-  V-statistic HSIC without tests. Their estimator is reported beside ours where available.
+  V-statistic HSIC without tests. Their estimator is reported beside ours.
 - **The Runge and Bateman set-ups are ours**: Runge's function as in the authors' VBSW code
   (1/(1 + 25 (x - 0.5)^2) on [0, 1]); a three-nuclide decay chain for Bateman (their 13-input
   generator is not released), with a physics-informed loss as one of the hyperparameters.
