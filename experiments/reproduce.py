@@ -35,7 +35,7 @@ EXPERIMENTS = ("toys", "mnist", "fashion_mnist", "cifar10", "runge", "bateman", 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    mode = p.add_mutually_exclusive_group(required=True)
+    mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced settings (minutes on a 2-core CPU)")
     mode.add_argument("--full", action="store_true", help="paper-scale settings (for a GPU)")
     p.add_argument("--out", default=str(HERE / "results"), help="results directory (default experiments/results)")
@@ -43,7 +43,14 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", choices=EXPERIMENTS, help="run only these experiments")
     p.add_argument("--no-paper", action="store_true", help="do not rebuild paper/README.md")
     p.add_argument("--isolate", action="store_true", help="run every experiment in its own process")
+    p.add_argument("--settings", action="store_true",
+                   help="print the quick and full settings of every experiment as a Markdown table, run nothing")
     args = p.parse_args(argv)
+    if args.settings:
+        print(settings_markdown())
+        return 0
+    if not (args.quick or args.full):
+        p.error("one of --quick, --full (or --settings) is required")
     flag = "--quick" if args.quick else "--full"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -79,6 +86,30 @@ def main(argv=None):
     print(f"[reproduce] {len(ran) - len(failed)} of {len(ran)} experiments succeeded in {total:.0f} s"
           + (f"; failed: {failed}" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def settings_markdown() -> str:
+    """The ``SETTINGS`` of every experiment that has them (``quick`` and ``full``), one row each,
+    as the Markdown table that ``experiments/README.md`` includes (``--settings`` prints it)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+
+    def value(v):
+        if isinstance(v, dict):
+            return f"({cell(v)})"
+        if isinstance(v, tuple):
+            return "/".join(map(str, v))
+        return "all" if v is None else str(v)
+
+    def cell(d):
+        return ", ".join(f"{k}={value(v)}" for k, v in d.items())
+
+    lines = ["| script | --quick | --full |", "|---|---|---|"]
+    for name in EXPERIMENTS:
+        settings = getattr(importlib.import_module(name), "SETTINGS", None)
+        if settings is not None:
+            lines.append(f"| `{name}.py` | {cell(settings['quick'])} | {cell(settings['full'])} |")
+    return "\n".join(lines)
 
 
 def run_here(name: str, argv: list[str]) -> int:

@@ -115,3 +115,10 @@ def test_cifar10_without_files_is_skipped_and_recorded(tmp_path):
     assert "Not run" in (tmp_path / "cifar10" / "cifar10.md").read_text()
     rep = json.loads((tmp_path / "reproduce.json").read_text())
     assert rep["timings"]["cifar10"]["returncode"] == 0 and rep["failed"] == []
+
+
+def test_readme_states_the_settings_the_scripts_use():
+    reproduce = importlib.import_module("reproduce")
+    readme = (ROOT / "experiments" / "README.md").read_text()
+    block = readme.split("<!-- settings: begin -->\n", 1)[1].split("\n<!-- settings: end -->", 1)[0]
+    assert block == reproduce.settings_markdown()
