@@ -1,11 +1,12 @@
 """Assemble the write-up, ``paper/README.md``, from the results the experiments wrote.
 
     python paper/build.py [--results experiments/results] [--output paper/README.md]
+                          [--benchmarks benchmarks/results]
 
 Every number in the write-up comes from a results file (``summary.json`` and the generated
-Markdown of each experiment, ``toys.md`` of ``experiments/toys.py``); this script only adds the
-prose around them. A study whose results are missing gets a placeholder naming the command that
-produces it.
+Markdown of each experiment, ``toys.md`` of ``experiments/toys.py``, the ``toys_cpu.md`` and
+``median_cpu.md`` of ``benchmarks/``); this script only adds the prose around them. A study
+whose results are missing gets a placeholder naming the command that produces it.
 """
 
 from __future__ import annotations
@@ -205,7 +206,17 @@ def throughput_table(summaries: dict, results: Path, output: Path) -> list[str]:
     return lines
 
 
-def build(results: Path, output: Path) -> str:
+def benchmark_sections(benchmarks: Path, output: Path) -> list[str]:
+    """The benchmarks the issue asks for, as ``benchmarks/`` wrote them: ``toys.py``'s wall time and
+    the median bandwidth against NumPy (each ``*.md`` names its command, machine and load)."""
+    lines = ["## Benchmarks", ""]
+    for name, command in (("toys_cpu", "benchmarks/bench_toys.py"), ("median_cpu", "benchmarks/bench_median.py")):
+        md = _read(benchmarks / f"{name}.md")
+        lines += [relink(md, benchmarks, output) if md else f"*Not run yet*: produced by `python {command}`.", ""]
+    return lines
+
+
+def build(results: Path, output: Path, benchmarks: Path = ROOT / "benchmarks" / "results") -> str:
     summaries = {n: _json(results / n / "summary.json") for n in STUDIES}
     modes = sorted({s["mode"] for s in summaries.values() if s and s.get("mode")})
     parts = [INTRO]
@@ -231,6 +242,7 @@ def build(results: Path, output: Path) -> str:
     parts.append(relink(hpo, results, output) if hpo else
                  "*Not run yet*: produced by `python experiments/hsic_hpo.py`.\n")
     parts.append("\n".join(throughput_table(summaries, results, output)))
+    parts.append("\n".join(benchmark_sections(benchmarks, output)))
     parts.append(DEVIATIONS)
     rep = _json(results / "reproduce.json")
     if rep:
@@ -255,8 +267,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--output", default=str(ROOT / "paper" / "README.md"))
+    p.add_argument("--benchmarks", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
-    build(Path(args.results).resolve(), Path(args.output).resolve())
+    build(Path(args.results).resolve(), Path(args.output).resolve(), Path(args.benchmarks).resolve())
 
 
 if __name__ == "__main__":

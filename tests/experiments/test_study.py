@@ -89,14 +89,20 @@ def test_paper_build_includes_results_and_placeholders(tiny_study, tmp_path):
     build = _load_build()
     (out / "mnist").mkdir(exist_ok=True)
     (out / "mnist" / "mnist.md").write_text("### MNIST\n\n![HSIC](mnist/mnist_hsic.png)\n")
-    text = build.build(out, tmp_path / "README.md")
+    text = build.build(out, tmp_path / "README.md", benchmarks=tmp_path / "no-benchmarks")
     assert "produced by `python experiments/toys.py`" in text  # no toys.md: the placeholder
+    assert "*Not run yet*: produced by `python benchmarks/bench_median.py`" in text
     assert "\n### MNIST\n" in text  # study sections nest under the write-up's headings
     assert f"]({Path(os.path.relpath(out, tmp_path)).as_posix()}/mnist/mnist_hsic.png)" in text  # relinked
     assert "*Not run yet*: produced by `python experiments/runge.py`" in text
     (out / "toys.md").write_text("# Toys\n\n| quantity | published | ours |\n|---|---|---|\n| HSIC(X1) | 0.015358 | 0.015358 |\n")
-    text = build.build(out, tmp_path / "README.md")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "median_cpu.md").write_text("# Median bandwidth\n\n| n | NumPy (s) | ours (s) |\n|---|---|---|\n| 2000 | 0.43 | 0.02 |\n")
+    text = build.build(out, tmp_path / "README.md", benchmarks=bench)
     assert "| HSIC(X1) | 0.015358 | 0.015358 |" in text and "\n### Toys\n" in text
+    assert "\n### Median bandwidth\n" in text and "| 2000 | 0.43 | 0.02 |" in text
+    assert "produced by `python benchmarks/bench_toys.py`" in text
 
 
 def test_image_data_fall_back_to_digits_in_quick_mode_only(tmp_path, capsys):
