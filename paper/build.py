@@ -218,12 +218,21 @@ def benchmark_sections(benchmarks: Path, output: Path) -> list[str]:
 
 def build(results: Path, output: Path, benchmarks: Path = ROOT / "benchmarks" / "results") -> str:
     summaries = {n: _json(results / n / "summary.json") for n in STUDIES}
-    modes = sorted({s["mode"] for s in summaries.values() if s and s.get("mode")})
+    ran = [s for s in summaries.values() if s and s.get("mode")]
+    for extra in ("hsic_hpo", "throughput"):
+        s = _json(results / extra / "summary.json")
+        if s and s.get("mode"):
+            ran.append(s)
+    modes = sorted({s["mode"] for s in ran})
+    devices = sorted({s["device"] for s in ran if s.get("device")})
     parts = [INTRO]
     if modes:
         parts.append(f"**The numbers below come from `{'` and `'.join(modes)}` mode runs"
-                     + (" (reduced settings on a CPU: see Deviations)" if "quick" in modes else "") + ".** "
-                     + "Each section names its mode and device.\n")
+                     + (f" on {'; '.join(devices)}" if devices else "")
+                     + (" (reduced settings: see Deviations)" if "quick" in modes else "") + ".** "
+                     + "Each section names its mode and device."
+                     + ("" if "full" in modes else " The paper-scale `--full` settings, meant for a GPU, are listed in "
+                        "`experiments/README.md`; they were not run for these results.") + "\n")
     parts.append(METHODS)
     parts.append("## Toy studies (sections 4.1-4.3)\n")
     toys = _read(results / "toys.md")
