@@ -191,6 +191,13 @@ def throughput_table(summaries: dict, results: Path, output: Path) -> list[str]:
     md = _read(results / "throughput" / "throughput.md")
     if md:
         lines.append(relink(md, results, output))
+        tp = _json(results / "throughput" / "summary.json") or {}
+        if "CPU" in str(tp.get("device", "")):
+            ratios = ", ".join(f"{w['speedup_warm']:.2f}x ({w['workload']})" for w in tp.get("workloads", []))
+            lines += [f"On this CPU, vectorizing across configurations gave {ratios} the warm throughput of one "
+                      "configuration per call (likely because the configurations of a vectorized call share the same few cores, "
+                      "and the one-at-a-time loop, one configuration per core, already keeps them busy). These numbers do not measure an "
+                      "accelerator; `python experiments/throughput.py --full` on a GPU does.", ""]
     else:
         lines += ["*Not run yet*: produced by `python experiments/throughput.py`.", ""]
     rows = [(TITLES[n], s) for n, s in summaries.items() if s and not s.get("skipped")]
