@@ -171,6 +171,7 @@ class Study:
       n_evals: validation evaluations along each training run (the curves' length).
       size_knobs: hyperparameters that set the network's size (cheapest value = ``low``).
       mode: ``"quick"`` or ``"full"``; ``paper``: what the paper states about this study.
+      n_permutations: permutations behind every HSIC p-value.
     """
 
     name: str
@@ -192,6 +193,7 @@ class Study:
     size_knobs: tuple = ()
     paper: str = ""
     budget_note: str = ""
+    n_permutations: int = 1000
 
 
 def error_arrays(result: hs.SweepResult, study: Study) -> tuple[np.ndarray, np.ndarray | None]:
@@ -240,7 +242,7 @@ def run_study(study: Study, args, *, device: str) -> dict[str, Any]:
     write_runs(result, out / "runs.csv")
 
     t1 = time.perf_counter()
-    reports = sensitivity_reports(result, out)
+    reports = sensitivity_reports(result, out, n_permutations=study.n_permutations)
     t2 = time.perf_counter()
     authors = authors_indices(result, "error")
     t3 = time.perf_counter()

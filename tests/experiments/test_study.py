@@ -42,7 +42,7 @@ def tiny_study(tmp_path_factory):
     study = Study(name="tiny", title="Tiny digits study", dataset=ds, data_note="digits", space=space, model="mlp",
                   model_note="built-in MLP", fixed={"epochs": 2, "batch_size": 64}, n_configs=16,
                   error="final_val_accuracy", test=None, rationale={"width": "a size knob"}, mode="quick",
-                  size_knobs=("depth", "width"))
+                  size_knobs=("depth", "width"), n_permutations=100)
     args = argparse.Namespace(out=str(out), quiet=True)
     summary = run_study(study, args, device="test")
     return out, summary
