@@ -13,17 +13,24 @@ from hsens_jax.data import bateman_solution
 def _live_parameters(make_module, x, settings):
     """For each settings tuple, the parameters with a nonzero gradient of ``sum(sin(module(x)))``.
 
-    The architecture knobs are traced (as the engine traces them), so one compiled program serves
-    every setting."""
-    @jax.jit
-    def grads(x, *knobs):
-        module = make_module(*knobs)
-        variables = module.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x)
-        rest = {k: v for k, v in variables.items() if k != "params"}
-        loss = lambda p: jnp.sum(jnp.sin(module.apply({"params": p, **rest}, x, train=False)))  # noqa: E731
-        return jax.grad(loss)(variables["params"])
+    The parameters are random normal draws of the shapes ``init`` gives (running ``init`` itself,
+    eagerly or compiled, costs seconds and adds nothing: a masked unit's gradient is zero whatever
+    its value). The architecture knobs are traced (as the engine traces them), so one compiled
+    program serves every setting."""
+    shapes = jax.eval_shape(lambda: make_module(*map(jnp.asarray, settings[0])).init(
+        {"params": jax.random.key(0), "dropout": jax.random.key(1)}, x))
+    leaves, treedef = jax.tree.flatten(shapes)
+    keys = jax.random.split(jax.random.key(0), len(leaves))
+    variables = jax.tree.unflatten(treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
+    params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
-    return [sum(int(np.count_nonzero(np.asarray(g))) for g in jax.tree.leaves(grads(x, *map(jnp.asarray, k))))
+    @jax.jit
+    def grads(params, *knobs):
+        module = make_module(*knobs)
+        loss = lambda p: jnp.sum(jnp.sin(module.apply({"params": p, **rest}, x, train=False)))  # noqa: E731
+        return jax.grad(loss)(params)
+
+    return [sum(int(np.count_nonzero(np.asarray(g))) for g in jax.tree.leaves(grads(params, *map(jnp.asarray, k))))
             for k in settings]
 
 
