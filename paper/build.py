@@ -51,12 +51,12 @@ kernel serves all.
 
 **Global HSIC.** HSIC(X_i, Y) between hyperparameter i and the validation error Y, reported as the
 R2-HSIC of the unbiased U-statistic (Song et al. 2012), which is 0 in expectation under
-independence at every sample size, with permutation p-values (1000 permutations). The authors
+independence at every sample size, with permutation p-values ({n_permutations} permutations). The authors
 compare raw V-statistic HSIC values; the U-statistic removes the small-sample bias that would
 otherwise favour conditional hyperparameters scored on few runs.
 
 **Goal-oriented HSIC** (the paper's contribution). Y is replaced by the indicator of the best
-fraction q of the runs (q = 0.1 and 0.2), with a linear kernel on the indicator and the authors'
+fraction q of the runs (q = {quantiles}), with a linear kernel on the indicator and the authors'
 pooled-median bandwidth: the index measures how much a hyperparameter decides whether a run is
 among the best, not how it moves the error everywhere. We also compute the authors' own estimator
 (`convention="novello2023"`: their q^2 MMD^2 scale and the bandwidth maximizing the index).
@@ -113,6 +113,26 @@ DEVIATIONS = """\
   target-HSIC variable selection of Spagnol, Le Riche and Da Veiga (2019).
 - **Adagrad**, one of the authors' optimizers, is not in the engine; heavy-ball SGD takes its place.
 """
+
+
+def analysis_settings(results: Path) -> dict[str, str]:
+    """The permutation count and the goal-oriented fractions the studies' HSIC reports used (their
+    ``hsic_*.json`` settings), as the Methods section states them."""
+    perms, targets = set(), set()
+    for name in STUDIES:
+        for path in sorted((results / name).glob("hsic_*.json")):
+            settings = (_json(path) or {}).get("settings", {})
+            if path.stem in ("hsic_global", "hsic_cost") or settings.get("target") is not None:
+                if settings.get("n_permutations"):
+                    perms.add(int(settings["n_permutations"]))
+                if settings.get("target") is not None:
+                    targets.add(float(settings["target"]))
+
+    def join(values):
+        values = [f"{v:g}" for v in sorted(values)]
+        return " and ".join([", ".join(values[:-1]), values[-1]] if len(values) > 1 else values) or "(not run)"
+
+    return {"n_permutations": join(perms), "quantiles": join(targets)}
 
 
 def _read(path: Path) -> str | None:
@@ -240,7 +260,7 @@ def build(results: Path, output: Path, benchmarks: Path = ROOT / "benchmarks" / 
                      + "Each section names its mode and device."
                      + ("" if "full" in modes else " The paper-scale `--full` settings, meant for a GPU, are listed in "
                         "`experiments/README.md`; they were not run for these results.") + "\n")
-    parts.append(METHODS)
+    parts.append(METHODS.format(**analysis_settings(results)))
     parts.append("## Toy studies (sections 4.1-4.3)\n")
     toys = _read(results / "toys.md")
     parts.append(relink(toys, results, output) if toys else
