@@ -24,11 +24,11 @@ def _load_build():
     return module
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    """A 16-configuration study on the digits: the quick settings of notebooks/01_space_sweep_hsic,
-    so that the notebook's test finds the programs compiled here in the session's compilation cache."""
-    out = tmp_path_factory.mktemp("results")
+def test_study_writes_every_table_and_figure_with_derived_quantities(tmp_path):
+    """A 16-configuration study on the digits end to end (one test, so that parallel workers do not
+    each train it): the quick settings of notebooks/01_space_sweep_hsic, so that the notebook's test
+    finds the programs compiled here in the session's compilation cache."""
+    out = tmp_path
     ds = hs.load_dataset("digits")
     space = hs.Space([
         hs.Float("learning_rate", 1e-3, 1.0, log=True),
@@ -43,13 +43,7 @@ def tiny_study(tmp_path_factory):
                   model_note="built-in MLP", fixed={"epochs": 2, "batch_size": 64}, n_configs=16,
                   error="final_val_accuracy", test=None, rationale={"width": "a size knob"}, mode="quick",
                   size_knobs=("depth", "width"), n_permutations=100)
-    args = argparse.Namespace(out=str(out), quiet=True)
-    summary = run_study(study, args, device="test")
-    return out, summary
-
-
-def test_study_writes_every_table_and_figure(tiny_study):
-    out, summary = tiny_study
+    summary = run_study(study, argparse.Namespace(out=str(out), quiet=True), device="test")
     d = out / "tiny"
     for name in ("runs.csv", "summary.json", "tiny.md", "hsic_global.json", "hsic_q0.1.csv", "hsic_q0.2.json",
                  "hsic_cost.json", "tiny_hsic.png", "tiny_interactions.png", "tiny_tradeoff.png"):
@@ -73,26 +67,24 @@ def test_study_writes_every_table_and_figure(tiny_study):
     md = (d / "tiny.md").read_text()
     assert "| `learning_rate` |" in md and "![HSIC](tiny/tiny_hsic.png)" in md
 
-
-def test_error_and_time_per_run_are_derived_from_the_metrics(tiny_study):
-    out, summary = tiny_study
-    import csv
-
-    rows = list(csv.DictReader(open(out / "tiny" / "runs.csv")))
+    # the error and each run's time are derived from the metrics
     groups = summary["timing"]["group_wall_s"]
     assert np.isclose(sum(float(r["time_per_run"]) for r in rows), sum(groups))  # each group's time shared out
     assert all(0.0 <= float(r["error"]) <= 1.0 for r in rows if r["error"])
 
 
-def test_paper_build_includes_results_and_placeholders(tiny_study, tmp_path):
-    out, _ = tiny_study
+def test_paper_build_includes_results_and_placeholders(tmp_path):
+    out = tmp_path / "results"
     build = _load_build()
-    (out / "mnist").mkdir(exist_ok=True)
+    (out / "mnist").mkdir(parents=True)
     (out / "mnist" / "mnist.md").write_text("### MNIST\n\n![HSIC](mnist/mnist_hsic.png)\n")
+    (out / "mnist" / "hsic_global.json").write_text(json.dumps({"settings": {"n_permutations": 250, "target": None}}))
+    (out / "mnist" / "hsic_q0.3.json").write_text(json.dumps({"settings": {"n_permutations": 250, "target": 0.3}}))
     text = build.build(out, tmp_path / "README.md", benchmarks=tmp_path / "no-benchmarks")
     assert "produced by `python experiments/toys.py`" in text  # no toys.md: the placeholder
     assert "*Not run yet*: produced by `python benchmarks/bench_median.py`" in text
     assert "\n### MNIST\n" in text  # study sections nest under the write-up's headings
+    assert "(250 permutations)" in text and "(q = 0.3)" in text  # the Methods state the reports' settings
     assert f"]({Path(os.path.relpath(out, tmp_path)).as_posix()}/mnist/mnist_hsic.png)" in text  # relinked
     assert "*Not run yet*: produced by `python experiments/runge.py`" in text
     (out / "toys.md").write_text("# Toys\n\n| quantity | published | ours |\n|---|---|---|\n| HSIC(X1) | 0.015358 | 0.015358 |\n")
