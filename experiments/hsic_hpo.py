@@ -362,6 +362,7 @@ def figure(runs, path, budget, n1):
     ax.set_title("median and quartiles over seeds (dotted: end of HSIC's exploration)", fontsize=9)
     ax.legend()
     ax2.set_xscale("log")
+    ax2.xaxis.set_minor_formatter(plt.NullFormatter())  # minor-tick labels overlap on a narrow range
     ax2.set_xlabel("parameters of the chosen network")
     ax2.set_ylabel("its test error")
     ax2.set_title("the network each method picks (one point per seed)", fontsize=9)
