@@ -215,9 +215,9 @@ def throughput_table(summaries: dict, results: Path, output: Path) -> list[str]:
         if "CPU" in str(tp.get("device", "")):
             ratios = ", ".join(f"{w['speedup_warm']:.2f}x ({w['workload']})" for w in tp.get("workloads", []))
             lines += [f"On this CPU, vectorizing across configurations gave {ratios} the warm throughput of one "
-                      "configuration per call (likely because the configurations of a vectorized call share the same few cores, "
-                      "and the one-at-a-time loop, one configuration per core, already keeps them busy). These numbers do not measure an "
-                      "accelerator; `python experiments/throughput.py --full` on a GPU does.", ""]
+                      "configuration per call, on a machine shared with other jobs whose load moves these ratios from "
+                      "one run to the next. These numbers do not measure an accelerator; `python "
+                      "experiments/throughput.py --full` on a GPU does.", ""]
     else:
         lines += ["*Not run yet*: produced by `python experiments/throughput.py`.", ""]
     rows = [(TITLES[n], s) for n, s in summaries.items() if s and not s.get("skipped")]
@@ -293,6 +293,7 @@ def build(results: Path, output: Path, benchmarks: Path = ROOT / "benchmarks" / 
             status = t.get("skipped") or (f"skipped: {skipped}" if skipped else None) or (
                 "ok" if t.get("returncode") == 0 else f"failed ({t.get('returncode')})")
             lines.append(f"| {name} | {t['seconds']:.0f} | {status} |" if "seconds" in t else f"| {name} | - | {status} |")
+        lines.append(f"| total | {sum(t.get('seconds', 0) for t in rep['timings'].values()):.0f} | |")
         parts.append("\n".join(lines) + "\n")
     text = "\n".join(p.rstrip("\n") + "\n" for p in parts)
     output.write_text(text)
