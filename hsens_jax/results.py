@@ -1252,8 +1252,9 @@ def _same_condition_hints(old: dict, new: dict, differences) -> list[str]:
     if "devices" in components:
         before = old.get("devices")
         m = re.match(r"\s*(\d+)\s*x\s*cpu", str(before))
-        hints.append(f"the same devices ({before})" + (f", e.g. --cpu-devices {m.group(1)} "
-                                                       f"(hsens_jax.use_cpu_cores({m.group(1)}))" if m else "")
+        hints.append(f"the same devices ({before}, counted over all processes)"
+                     + (f", e.g. --cpu-devices {m.group(1)} (hsens_jax.use_cpu_cores({m.group(1)})) in one process"
+                        if m else "")
                      + ", or pass allow_device_change=True (--allow-device-change) to resume on these devices (results "
                        "may then differ in their last bits between chunks; meta.json lists each chunk's devices)")
     if "precision" in components:

@@ -146,6 +146,39 @@ def describe_devices(devices: Sequence) -> str:
     return f"{len(devices)} x {devices[0].platform}" + (f" in {n_proc} processes" if n_proc > 1 else "")
 
 
+def estimator_devices(devices):
+    """The devices an estimator shards over (``devices=`` of ``hsic``, ``sobol_indices``...),
+    or None for its single-device path.
+
+    ``None``: None. ``"all"``: every device of every process (one device and one process:
+    None). A sequence of devices: those (one device of this process: None).
+    """
+    import jax
+
+    if devices is None:
+        return None
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ValueError(f"devices must be None, 'all' or a sequence of JAX devices, got {devices!r}")
+        chosen = default_devices()
+    else:
+        try:
+            chosen = list(devices)
+        except TypeError:
+            raise TypeError(f"devices must be None, 'all' or a sequence of JAX devices, got "
+                            f"{type(devices).__name__}") from None
+        if not chosen or not all(isinstance(d, jax.Device) for d in chosen):
+            raise TypeError("devices must be None, 'all' or a non-empty sequence of JAX devices (jax.devices())")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("devices lists a device twice")
+    if not any(d.process_index == jax.process_index() for d in chosen):
+        raise ValueError(f"devices: none of the {len(chosen)} devices belongs to this process "
+                         f"(process {jax.process_index()}); each process computes on its own devices")
+    if len(chosen) == 1:
+        return None
+    return chosen
+
+
 # ----------------------------------------------------------------------------- forming the group
 
 
