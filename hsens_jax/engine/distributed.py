@@ -243,6 +243,9 @@ def _check_bindable(port: int) -> None:
         except OSError:
             continue
         try:
+            # as the coordination service binds: connections of an earlier group that linger in
+            # TIME_WAIT do not hold the port, a program listening on it does
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((addr, port))
             return
         except OSError as e:

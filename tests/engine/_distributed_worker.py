@@ -4,7 +4,8 @@
 
 runs ``hsens HSENS ARGS...`` in this process; ``--die-at-chunk K`` kills this process
 (SIGKILL, as a crash would) when it reaches the K-th chunk's gather; ``--estimators OUT.npz``
-then runs the distributed estimators on the group's devices and (process 0) saves them.
+then runs estimator cases of tests/sensitivity/_sharded_cases.py in float64, on this
+process's device alone and sharded over the group's devices, and (process 0) saves both.
 """
 
 import os
@@ -35,13 +36,18 @@ def main(argv):
     status = cli.main(hsens_args)
     if status or estimators is None:
         return status
+    import jax
     import numpy as np
 
-    from estimator_cases import run_cases  # tests/sensitivity, on sys.path
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sensitivity"))
+    from _sharded_cases import run_cases
 
-    results = run_cases(devices="all")
+    cases = ["V_gamma", "U_perm"]
+    with jax.enable_x64(True):
+        one = run_cases(cases, None)
+        group = run_cases(cases, "all")
     if distributed.is_leader():
-        np.savez(estimators, **results)
+        np.savez(estimators, **{f"one:{k}": v for k, v in one.items()}, **{f"group:{k}": v for k, v in group.items()})
     return 0
 
 
