@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,19 +59,6 @@ total = time.perf_counter() - t0
 print("RESULT " + json.dumps({"total_s": total, "compile_s": compile_s[0], "cache_hits": hits[0],
                               "groups": len(result.meta["groups"]), "sweep_s": result.meta["wall_time"]}))
 """
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def child(cache: str, n_configs: int, epochs: float) -> dict:
@@ -107,7 +95,7 @@ def main(argv=None):
                    "compile_share_median": statistics.median(r["compile_s"] / r["total_s"] for r in v)}
                for k, v in runs.items()}
     doc = {"benchmark": "hsens demo's sweep in a fresh process, persistent compilation cache off/cold/warm",
-           "n_configs": args.n_configs, "epochs": args.epochs, "repeats": args.repeats, "machine": machine(),
+           "n_configs": args.n_configs, "epochs": args.epochs, "repeats": args.repeats, "machine": describe("jax", "flax", "optax", "numpy"),
            "runs": runs, "summary": summary}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,19 +101,6 @@ print("RESULT", time.perf_counter() - t0, float(np.nanmean(loss)))
 """
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "load_1min": load}
-
-
 def run(kind: str, k: int, epochs: float) -> tuple[float, float]:
     code = (ENGINE if kind == "engine" else FLOOR).replace("EPOCHS", repr(epochs)).replace("K,", f"{k},")
     env = {**os.environ, "HSENS_COMPILATION_CACHE": "off", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
@@ -152,7 +140,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "engine vs hand-written jit(vmap(train)), user module, digits, compilation included",
-           "epochs": args.epochs, "repeats": args.repeats, "machine": machine(), "rows": rows}
+           "epochs": args.epochs, "repeats": args.repeats, "machine": describe("jax", "flax", "optax", "numpy"), "rows": rows}
     (out / "engine_cpu.json").write_text(json.dumps(doc, indent=2))
     lines = ["# Engine vs hand-written floor (user module, digits, fresh process each, compilation included)", "",
              f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores, load {doc['machine']['load_1min']:.1f} "

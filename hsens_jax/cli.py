@@ -345,7 +345,7 @@ def main(argv=None) -> int:
         elif args.command == "analyze":
             from hsens_jax.results import load_results
 
-            _analyze(load_results(args.run_dir), args.run_dir, args, interactions=args.interactions)
+            _analyze(load_results(args.run_dir, partial=True), args.run_dir, args, interactions=args.interactions)
         elif args.command == "data":
             return _data_command(args)
         elif args.command == "show":
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
 
             if args.top < 1:
                 raise ValueError(f"--top must be >= 1, got {args.top}")
-            result = load_results(args.run_dir)
+            result = load_results(args.run_dir, partial=True)  # an unfinished run too, with a warning
             print(result.table(args.objective, k=args.top, direction=args.direction))
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"hsens {args.command}: error: {e}", file=sys.stderr)

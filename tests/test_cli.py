@@ -206,3 +206,19 @@ def test_compilation_cache_option(tmp_path, monkeypatch):
     assert main(["--compilation-cache", "off", "show", str(tmp_path / "missing")]) == 2
     assert compile_cache.compilation_cache_dir() is None
     compile_cache.enable_compilation_cache(os.environ["HSENS_COMPILATION_CACHE"])  # the session's again
+
+
+def test_show_and_analyze_work_on_a_partial_run(small_digits, tmp_path, capsys):
+    from hsens_jax.engine.sweep import run_sweep
+    from hsens_jax.space import Float, Space
+
+    space = Space([Float("learning_rate", 1e-3, 0.5, log=True), Float("dropout", 0.0, 0.5)])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(small_digits, space, space.sample(40, "sobol"), fixed={"steps": 3, "width": 8, "depth": 1},
+                  n_evals=1, chunk_size=16, progress=False, run_dir=tmp_path, stop_after_chunks=2)
+    with pytest.warns(UserWarning, match="8 of 40 runs are not computed"):
+        assert main(["show", str(tmp_path), "--top", "3"]) == 0
+    assert "final_val_loss" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="not computed"):
+        assert main(["analyze", str(tmp_path), "--pvalue", "none", "--no-plot"]) == 0
+    assert "learning_rate" in capsys.readouterr().out

@@ -870,7 +870,10 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
                 n_new[0] += 1
                 bar.update(len(chunk) * group.spec.n_steps, len(chunk))
     finally:
-        compiler.shutdown(wait=False, cancel_futures=True)
+        # Joined, not abandoned: a program still compiling for a later group when a chunk raises
+        # (or the user interrupts) must not go on compiling and writing the persistent cache
+        # behind the caller's back while the caller compiles other programs.
+        compiler.shutdown(wait=True, cancel_futures=True)
         bar.close()
 
     lead = (k, s, n_folds) if n_folds > 1 else (k, s)
