@@ -158,6 +158,41 @@ def launch(n_proc: int, spec: dict, tmp: Path, timeout: float) -> dict:
     return out
 
 
+def agreement(tmp: Path) -> dict:
+    """Largest relative difference of every scalar metric between the strong-scaling sweep of
+    each process count and that of 1 process (the same configurations)."""
+    import numpy as np
+
+    from hsens_jax.results import load_results
+
+    ref_dir = tmp / "run-strong-1"
+    if not (ref_dir / "meta.json").exists():
+        return {}
+    ref = load_results(ref_dir)
+    out = {}
+    for d in sorted(tmp.glob("run-strong-*")):
+        n_proc = int(d.name.rsplit("-", 1)[1])
+        if n_proc == 1 or not (d / "meta.json").exists():
+            continue
+        got = load_results(d)
+        worst, where = 0.0, ""
+        for name, a in ref.metrics.items():
+            a, b = np.asarray(a), np.asarray(got.metrics[name])
+            if a.dtype.kind != "f" or a.ndim != 2 or name == "group_wall_time":
+                continue
+            both = np.isfinite(a) & np.isfinite(b)
+            if (np.isfinite(a) != np.isfinite(b)).any():
+                worst, where = float("inf"), name
+                break
+            rel = np.abs(a[both] - b[both]) / np.maximum(np.abs(a[both]), 1e-6)
+            if rel.size and rel.max() > worst:
+                worst, where = float(rel.max()), name
+        out[n_proc] = {"max_rel_diff": worst, "metric": where,
+                       "same_runs": bool(np.array_equal(np.asarray(ref.metrics["final_val_loss"]).shape,
+                                                        np.asarray(got.metrics["final_val_loss"]).shape))}
+    return out
+
+
 def _median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2] if xs else float("nan")
@@ -179,9 +214,19 @@ def main(argv=None) -> None:
     p.add_argument("--timeout", type=float, default=1200)
     p.add_argument("--tag", default="cpu")
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--agreement", metavar="TMPDIR", help="only add the agreement of the sweeps of an earlier run "
+                   "(its temporary directory, printed at the start) to the results files")
     args = p.parse_args(argv)
     if args.worker:
         return worker(json.loads(args.worker))
+    if args.agreement:
+        path = Path(args.out) / f"distributed_{args.tag}.json"
+        payload = json.loads(path.read_text())
+        payload["agreement"] = agreement(Path(args.agreement))
+        path.write_text(json.dumps(payload, indent=1))
+        (Path(args.out) / f"distributed_{args.tag}.md").write_text(_markdown(payload))
+        print(_markdown(payload))
+        return
 
     import tempfile
 
@@ -189,6 +234,7 @@ def main(argv=None) -> None:
     from machine import describe
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
+    print(f"runs and logs in {tmp}", flush=True)
     machine = describe("jax", "jaxlib", "numpy")
     base = {"platform": args.platform, "epochs": args.epochs, "hsic_n": 0, "hsic_d": args.hsic_d,
             "hsic_calls": args.hsic_calls}
@@ -205,11 +251,11 @@ def main(argv=None) -> None:
             r.update(label=label, load_before=load, load_after=os.getloadavg()[0])
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k not in ("gather_s", "chunk_wall_s")}), flush=True)
-            _write(rows, machine, args)  # after every launch: an interrupted benchmark keeps what it measured
+            _write(rows, machine, args, tmp)  # after every launch: an interrupted benchmark keeps what it measured
     print(_markdown(json.loads((Path(args.out) / f"distributed_{args.tag}.json").read_text())))
 
 
-def _write(rows, machine, args) -> None:
+def _write(rows, machine, args, tmp) -> None:
     # per-chunk costs, from the strong-scaling runs
     per_chunk = {}
     for r in rows:
@@ -243,6 +289,7 @@ def _write(rows, machine, args) -> None:
             "one_host_s": -(-n_cfg // CHUNK) * train_1,
         }
     payload = {"machine": machine, "args": vars(args), "runs": rows, "per_chunk": summary, "projection": projection,
+               "agreement": agreement(tmp),
                "note": "local processes on one machine share its cores: the point is the overhead per chunk"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,6 +332,11 @@ def _markdown(payload: dict) -> str:
                      f"{f(r.get('sweep_s'))} | {len(walls) or ''} | {f(first)} | {f(_median(train)) if train else ''} | "
                      f"{f(_median(g)) if g else ''} | {f(r.get('hsic_first_s'))} | {f(r.get('hsic_warm_s'))} | "
                      f"{f(r['launch_wall_s'])} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
+    agree = payload.get("agreement") or {}
+    if agree:
+        lines += ["", "Agreement with 1 process (the strong-scaling sweeps, the same configurations; largest relative "
+                  "difference over the scalar metrics, float32):", ""]
+        lines += [f"- {P} processes: {v['max_rel_diff']:.3g} ({v['metric']})" for P, v in sorted(agree.items())]
     pr = payload["projection"]
     if pr:
         lines += ["", f"## {pr['label']}", "", f"Assumes {pr['assumes']}.", "",
