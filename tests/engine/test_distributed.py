@@ -21,6 +21,9 @@ from hsens_jax.results import load_results
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "_distributed_worker.py"
+# One xdist worker for the whole file (addopts: --dist loadgroup): the 1-process reference sweep
+# (a module fixture) is then computed once.
+pytestmark = pytest.mark.xdist_group("distributed")
 TIMEOUT = 150  # seconds for any subprocess: far above the seconds each takes
 
 CONFIG = """
