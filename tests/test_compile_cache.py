@@ -33,6 +33,7 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(cc, "MIN_COMPILE_TIME_SECS", 0.0)  # write even the small test programs
     jax.config.update("jax_compilation_cache_dir", None)  # as in a process that set nothing
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)  # JAX's default
     cc._reset_for_tests()
     yield tmp_path
     for k, v in saved.items():
