@@ -67,7 +67,7 @@ import hsens_jax
 from hsens_jax.engine import hyperparameters as hpm
 from hsens_jax.engine.builtin import BUILTIN_MODELS, MaskedNet
 from hsens_jax.engine.model import Model, ModelError, resolve as resolve_path
-from hsens_jax.engine.train import TrainSpec, full_hp, prepare_data, train
+from hsens_jax.engine.train import TrainSpec, full_hp, prepare_data, train, train_batch
 from hsens_jax.progress import Progress
 from hsens_jax.results import RunDirectory, SweepResult, fingerprint
 from hsens_jax.space import Bool, Categorical, Int, Space
@@ -485,7 +485,7 @@ def program(dataset, values: Mapping[str, Any], *, model: Any = "mlp", traced: S
 @functools.lru_cache(maxsize=64)
 def _compiled(spec: TrainSpec, folds: bool):
     """One jitted program per spec, reused by every chunk and every later sweep in the process."""
-    return jax.jit(jax.vmap(partial(train, spec), in_axes=(None, 0, 0, 0 if folds else None)))
+    return jax.jit(partial(train_batch, spec))
 
 
 def chunk_shape(n_runs: int, chunk_size: int, n_devices: int) -> int:
