@@ -8,19 +8,11 @@
 * :mod:`hsens_jax.search.sklearn`  ``GridSearchCV`` / ``RandomizedSearchCV`` front ends for
                                    scikit-learn's ``MLPClassifier`` / ``MLPRegressor``
 
-Optuna is an optional dependency (``pip install 'hsens_jax[search]'``), imported only by
-:mod:`hsens_jax.search.optuna` when it is used.
+Optuna is an optional dependency (``pip install 'hsens_jax[search]'``): importing this package
+does not import it; the functions that need it do, with an error that says how to install it.
 """
 
 from hsens_jax.search.halving import asha, hyperband, successive_halving
+from hsens_jax.search.optuna import from_optuna, optimize, to_optuna
 
-
-def optimize(*args, **kwargs):
-    """Batched Bayesian optimization of a model's hyperparameters with Optuna: see
-    :func:`hsens_jax.search.optuna.optimize` (Optuna is imported only now)."""
-    from hsens_jax.search.optuna import optimize as _optimize
-
-    return _optimize(*args, **kwargs)
-
-
-__all__ = ["asha", "hyperband", "optimize", "successive_halving"]
+__all__ = ["asha", "from_optuna", "hyperband", "optimize", "successive_halving", "to_optuna"]
