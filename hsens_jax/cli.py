@@ -245,6 +245,9 @@ def _optimize(config, output, overwrite, progress, top, trials=None, batch=None,
         raise ValueError(f"--top must be >= 1, got {top}")
     design = config.design
     objective = design.get("objective", "final_val_loss")
+    batch = batch or design["batch"]
+    # a search's chunks hold one batch's runs at most: [sweep] chunk_size only lowers that
+    chunk_size = min(chunk_size or config.chunk_size, batch * len(config.seeds) * (config.cv or 1))
     dataset = config.load_data()
 
     def live(res, record):
@@ -255,10 +258,10 @@ def _optimize(config, output, overwrite, progress, top, trials=None, batch=None,
         print(res.table(top), flush=True)
 
     res = optimize(
-        dataset, config.space, n_trials=trials or design["n"], batch_size=batch or design["batch"],
+        dataset, config.space, n_trials=trials or design["n"], batch_size=batch,
         sampler=design["kind"], objective=objective, direction=design.get("direction"), seed=design["seed"],
         model=config.make_model(), fixed=config.fixed, seeds=config.seeds, cv=config.cv, run_dir=output,
-        storage=design.get("storage"), study_name=design.get("study_name"), chunk_size=chunk_size or config.chunk_size,
+        storage=design.get("storage"), study_name=design.get("study_name"), chunk_size=chunk_size,
         n_evals=config.n_evals, eval_batch_size=config.eval_batch_size, group_by=config.group_by, overwrite=overwrite,
         progress=progress, callback=live)
     n_done = len(res.study.trials)

@@ -257,3 +257,19 @@ def test_gp_sampler_needs_pytorch_or_runs():
     else:  # pragma: no cover - PyTorch is not a test dependency
         sampler, name = hso._sampler("gp", 0, SPACE, 4)
         assert name == "gp" and isinstance(sampler, optuna.samplers.GPSampler)
+
+
+def test_a_batch_without_the_optimizers_that_read_a_fixed_setting_is_not_refused(small_digits):
+    """A search's batch may draw only adam while momentum is fixed for the space's nesterov: a
+    warning, not the error of a sweep where no optimizer of the space reads it."""
+    from hsens_jax.engine.hyperparameters import HyperparameterWarning
+    from hsens_jax.engine.sweep import plan_sweep
+
+    space = Space([Categorical("optimizer", ["adam", "nesterov"]), Float("learning_rate", 1e-3, 0.1, log=True)])
+    only_adam = {"optimizer": np.zeros(3), "learning_rate": np.full(3, 0.01)}
+    fixed = {"momentum": 0.9, "epochs": 1}
+    with pytest.warns(HyperparameterWarning, match="'momentum' has no effect in 3 of 3"):
+        plan_sweep(small_digits, space, only_adam, fixed=fixed)
+    no_reader = Space([Categorical("optimizer", ["adam", "sgd"]), Float("learning_rate", 1e-3, 0.1, log=True)])
+    with pytest.raises(ValueError, match="'momentum' has no effect"):
+        plan_sweep(small_digits, no_reader, only_adam, fixed=fixed)
