@@ -803,7 +803,6 @@ def train_batch(spec: TrainSpec, data: TrainData, hp, keys, fold=None) -> dict[s
         return jax.vmap(lambda h, k, f: train(spec, data, h, k, f), in_axes=(0, 0, fold_axis))(hp, keys, fold)
     carry = jax.vmap(lambda h, k, f: init_carry(spec, data, h, k, f), in_axes=(0, 0, fold_axis))(hp, keys, fold)
     batched_step = jax.vmap(lambda h, c, t: step(spec, data, h, c, t), in_axes=(0, 0, None))
-    n_runs = jax.tree.leaves(hp)[0].shape[0] if jax.tree.leaves(hp) else keys.shape[0]
 
     def body(state):
         c, t, ends = state
@@ -813,7 +812,7 @@ def train_batch(spec: TrainSpec, data: TrainData, hp, keys, fold=None) -> dict[s
         return new._replace(record=jax.tree.map(keep, c.record, new.record)), t + 1, jnp.where(done, ends, t + 1)
 
     carry, _, t_end = jax.lax.while_loop(lambda st: (st[1] < spec.n_steps) & ~jnp.all(st[0].stop.stopped), body,
-                                         (carry, jnp.zeros((), jnp.int32), jnp.zeros((n_runs,), jnp.int32)))
+                                         (carry, jnp.zeros((), jnp.int32), jnp.zeros(keys.shape[:1], jnp.int32)))
     finish = lambda h, c, t: finalize(spec, _final_evaluation(spec, data, h, c, t), data, h)  # noqa: E731
     return jax.vmap(finish)(hp, carry, t_end)
 
