@@ -12,9 +12,16 @@ calls of ours, and the load average is recorded with each
 row (the machine may be shared: compare ratios).  Ours: compilation (first call minus warm
 call) and warm time, reported separately.  Also ours only: n = 2e4, d = 10, tiled.
 
+First call of a fresh process (the task of issue 16: V + R2 + Gamma p-values, n = 2000,
+d = 10, NumPy float64 inputs): child processes, alternating, ``--fresh`` times each:
+ours with the persistent compilation cache off (truly cold), ours with a cache directory a
+previous process filled (the persistent cache already holds the programs), and OpenTURNS'
+first call in a fresh process.  The time is from just after the imports to the returned
+result (JAX's backend start, tracing, lowering, cache loads and compilation included).
+
 Usage::
 
-    python benchmarks/bench_hsic.py [--quick] [--repeats 3] [--ot-perms 50] [--perms 1000]
+    python benchmarks/bench_hsic.py [--quick] [--repeats 3] [--fresh 3] [--ot-perms 50] [--perms 1000]
 
 Writes benchmarks/results/hsic_cpu.json and hsic_cpu.md.
 """
@@ -33,6 +40,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# this process: no persistent cache, so that its first calls compile (the fresh-process rows
+# measure the cache); the children set their own
+os.environ.setdefault("HSENS_COMPILATION_CACHE", "off")
 
 import jax  # noqa: E402
 
@@ -126,13 +136,72 @@ OURS_INNER = 5
 OpenTURNS run also pays for waking XLA's thread pool and refilling caches)."""
 
 
+def child(which):
+    """One fresh process: the first call of ``which`` ("ours" or "ot") on the gamma task."""
+    X, Y = ishigami_data(2000, 10)
+    if which == "ot":
+        import openturns as ot
+
+        t0 = time.perf_counter()
+        theta = X.std(axis=0, ddof=1)
+        cov = [ot.SquaredExponential([float(t)]) for t in theta] + [
+            ot.SquaredExponential([float(Y.std(ddof=1))])]
+        gv = ot.HSICEstimatorGlobalSensitivity(cov, ot.Sample(X), ot.Sample(Y[:, None]),
+                                               ot.HSICVStat())
+        np.array(gv.getHSICIndices())
+        np.array(gv.getR2HSICIndices())
+        np.array(gv.getPValuesAsymptotic())
+        first = time.perf_counter() - t0
+    else:
+        t0 = time.perf_counter()
+        _block(hsic(X, Y, estimator="V", pvalue="gamma"))
+        first = time.perf_counter() - t0
+    print(json.dumps({"first_call_s": first}))
+
+
+def fresh_rows(n_rounds):
+    """Alternating fresh processes: ours cold, ours with a filled cache, OpenTURNS."""
+    import subprocess
+    import tempfile
+
+    here = os.path.abspath(__file__)
+    base = dict(os.environ, JAX_PLATFORMS="cpu")
+    base.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+    def run(which, cache):
+        env = dict(base, HSENS_COMPILATION_CACHE=cache)
+        p = subprocess.run([sys.executable, here, "--child", which], capture_output=True,
+                           text=True, env=env, timeout=600)
+        if p.returncode:
+            raise RuntimeError(p.stderr[-3000:])
+        return json.loads(p.stdout.strip().splitlines()[-1])["first_call_s"]
+
+    out = {"ours_cold": [], "ours_warm_cache": [], "openturns_first": [], "load": []}
+    with tempfile.TemporaryDirectory() as cache:
+        run("ours", cache)  # fills the cache
+        for _ in range(n_rounds):
+            out["ours_cold"].append(run("ours", "off"))
+            out["ours_warm_cache"].append(run("ours", cache))
+            out["openturns_first"].append(run("ot", "off"))
+            out["load"].append(round(os.getloadavg()[0], 2))
+            print(json.dumps({k: v[-1] for k, v in out.items()}), flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--child", choices=["ours", "ot"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--fresh", type=int, default=3,
+                    help="rounds of fresh-process first calls (ours cold, ours with a filled "
+                         "persistent cache, OpenTURNS)")
     ap.add_argument("--quick", action="store_true", help="skip the slow OpenTURNS U-statistic")
     ap.add_argument("--ot-perms", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (best of)")
     ap.add_argument("--perms", type=int, default=1000)
     args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return
     import openturns as ot
 
     n, d = 2000, 10
@@ -194,6 +263,18 @@ def main():
         np.max(np.abs(np.asarray(r64.pvalue) - ot_pg)))
     out["float32_vs_float64_gamma_pvalue_max_abs"] = float(
         np.max(np.abs(np.asarray(r.pvalue, np.float64) - np.asarray(r64.pvalue))))
+    out["gamma_task"] = {"openturns_warm_best_s": t_ot_g, "ours_warm_best_s": w,
+                         "ratio_warm": t_ot_g / w}
+    if args.fresh:
+        fr = fresh_rows(args.fresh)
+        best = {k: min(v) for k, v in fr.items() if k != "load"}
+        out["fresh_process"] = {
+            "runs": fr, "best_s": best,
+            "ratio_openturns_warm_over_ours_cold": t_ot_g / best["ours_cold"],
+            "ratio_openturns_warm_over_ours_warm_cache": t_ot_g / best["ours_warm_cache"],
+            "ratio_openturns_first_over_ours_cold": best["openturns_first"] / best["ours_cold"],
+            "ratio_openturns_first_over_ours_warm_cache":
+                best["openturns_first"] / best["ours_warm_cache"]}
 
     # ---- permutations (OpenTURNS: the p-value step of an estimator whose indices are known)
     gv.setPermutationSize(args.ot_perms)
@@ -267,6 +348,21 @@ def main():
             fmt(r.get("ratio_first_call"), 3), fmt(r.get("openturns_per_perm_s")),
             fmt(r.get("ours_per_perm_s")), fmt(r.get("ratio_per_perm"), 3),
             str(r.get("load_average_after") or "")]) + " |")
+    if "fresh_process" in out:
+        f = out["fresh_process"]
+        b = f["best_s"]
+        lines += ["", "First call of a fresh process, V + R2 + Gamma p-values (float32; best of "
+                  f"{len(f['runs']['ours_cold'])} alternating rounds, load average "
+                  f"{f['runs']['load']}):", "",
+                  "| | seconds | OpenTURNS warm / this | OpenTURNS first call / this |",
+                  "|---|---|---|---|",
+                  f"| ours, persistent cache off (truly cold) | {b['ours_cold']:.3f} | "
+                  f"{f['ratio_openturns_warm_over_ours_cold']:.1f} | "
+                  f"{f['ratio_openturns_first_over_ours_cold']:.1f} |",
+                  f"| ours, persistent cache holding the programs | {b['ours_warm_cache']:.3f} | "
+                  f"{f['ratio_openturns_warm_over_ours_warm_cache']:.1f} | "
+                  f"{f['ratio_openturns_first_over_ours_warm_cache']:.1f} |",
+                  f"| OpenTURNS first call | {b['openturns_first']:.3f} | | |"]
     lines += ["", "Agreement (ours float64 vs OpenTURNS, same X and Y):", ""]
     for k in ("agreement_V_float64_max_rel", "agreement_R2V_float64_max_rel",
               "agreement_U_float64_max_rel", "agreement_gamma_pvalue_float64_max_abs",

@@ -5,7 +5,14 @@ first/total/second order, 1000 bootstrap resamples; SALib ``analyze(problem, Y,
 calc_second_order=True, num_resamples=1000)`` (parallel=False, its default). Both sides get
 the same bootstrap resample indices, so the numbers must agree to round-off (float64).
 
-    python benchmarks/bench_sobol.py [--log2n 14] [--resamples 1000]
+SALib and ours alternate in one process (SALib, then ours five times, ``--repeats`` times;
+best of each), the load average is recorded.  First calls of fresh processes (children,
+alternating, ``--fresh`` rounds): ours with the persistent compilation cache off (truly cold)
+and with a cache directory a previous process filled, in float64 and float32; the time runs
+from just after the imports (the outputs and resample indices already in memory) to the
+returned result.
+
+    python benchmarks/bench_sobol.py [--log2n 14] [--resamples 1000] [--repeats 2] [--fresh 3]
 
 Writes benchmarks/results/sobol_cpu.{json,md}.
 """
@@ -20,6 +27,9 @@ import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# this process: no persistent cache, so that its first calls compile (the fresh-process rows
+# measure the cache); the children set their own
+os.environ.setdefault("HSENS_COMPILATION_CACHE", "off")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import jax  # noqa: E402
@@ -42,43 +52,103 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def problem_data(log2n, R):
+    n, d = 2 ** log2n, 10
+    a = np.array([0, 1, 4.5, 9, 99, 99, 99, 99, 99, 99], dtype=float)
+    bounds = np.array([[0.0, 1.0]] * d)
+    X = sobol_design(bounds, n, second_order=True, seed=1)
+    with jax.enable_x64(True):
+        Y = np.asarray(g_function(jax.numpy.asarray(X), a))
+    r = np.random.default_rng(12345).integers(n, size=(n, R))  # what SALib draws with seed=12345
+    return n, d, a, bounds, Y, r
+
+
+def child(precision, log2n, R):
+    """One fresh process: the first call of sobol_indices, as the benchmark times it."""
+    n, d, a, bounds, Y, r = problem_data(log2n, R)
+    with jax.enable_x64(precision == "float64"):
+        t0 = time.perf_counter()
+        sobol_indices(Y, d, second_order=True, n_bootstrap=R, resample_indices=r.T)
+        first = time.perf_counter() - t0
+    print(json.dumps({"first_call_s": first}))
+
+
+def fresh_rows(n_rounds, log2n, R):
+    import subprocess
+    import tempfile
+
+    here = os.path.abspath(__file__)
+    base = dict(os.environ, JAX_PLATFORMS="cpu")
+    base.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+    def run(precision, cache):
+        p = subprocess.run([sys.executable, here, "--child", precision, "--log2n", str(log2n),
+                            "--resamples", str(R)], capture_output=True, text=True,
+                           env=dict(base, HSENS_COMPILATION_CACHE=cache), timeout=600)
+        if p.returncode:
+            raise RuntimeError(p.stderr[-3000:])
+        return json.loads(p.stdout.strip().splitlines()[-1])["first_call_s"]
+
+    out = {f"{pr}_{mode}": [] for pr in ("float64", "float32") for mode in ("cold", "warm_cache")}
+    out["load"] = []
+    with tempfile.TemporaryDirectory() as cache:
+        run("float64", cache)
+        run("float32", cache)  # the cache now holds both programs
+        for _ in range(n_rounds):
+            for pr in ("float64", "float32"):
+                out[f"{pr}_cold"].append(run(pr, "off"))
+                out[f"{pr}_warm_cache"].append(run(pr, cache))
+            out["load"].append(round(os.getloadavg()[0], 2))
+            print(json.dumps({k: v[-1] for k, v in out.items()}), flush=True)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--log2n", type=int, default=14)
     p.add_argument("--resamples", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2, help="SALib runs, alternating with ours")
+    p.add_argument("--fresh", type=int, default=3, help="rounds of fresh-process first calls")
+    p.add_argument("--child", choices=["float64", "float32"], default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child:
+        child(args.child, args.log2n, args.resamples)
+        return
     from SALib.analyze import sobol as salib_sobol
 
-    n, R, d = 2 ** args.log2n, args.resamples, 10
-    a = np.array([0, 1, 4.5, 9, 99, 99, 99, 99, 99, 99], dtype=float)
-    bounds = np.array([[0.0, 1.0]] * d)
+    R = args.resamples
+    n, d, a, bounds, Y, r = problem_data(args.log2n, R)
     problem = {"num_vars": d, "names": [f"x{i + 1}" for i in range(d)], "bounds": bounds.tolist()}
-    X = sobol_design(bounds, n, second_order=True, seed=1)
-    with jax.enable_x64(True):
-        Y = np.asarray(g_function(jax.numpy.asarray(X), a))
     seed = 12345
-    r = np.random.default_rng(seed).integers(n, size=(n, R))  # what SALib draws with seed=12345
 
     load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    S = salib_sobol.analyze(problem, Y, calc_second_order=True, num_resamples=R, seed=seed)
-    t_salib = time.perf_counter() - t0
-    print(f"SALib analyze: {t_salib:.2f} s")
+    kw = dict(second_order=True, n_bootstrap=R, resample_indices=r.T)
+    firsts = {}
+    for label, x64 in (("float64", True), ("float32", False)):  # first calls of this process
+        with jax.enable_x64(x64):
+            t0 = time.perf_counter()
+            sobol_indices(Y, d, **kw)
+            firsts[label] = time.perf_counter() - t0
+    salib_t, warm = [], {"float64": [], "float32": []}
+    for _ in range(args.repeats):  # alternating: SALib, then ours five times per precision
+        t0 = time.perf_counter()
+        S = salib_sobol.analyze(problem, Y, calc_second_order=True, num_resamples=R, seed=seed)
+        salib_t.append(time.perf_counter() - t0)
+        print(f"SALib analyze: {salib_t[-1]:.2f} s", flush=True)
+        for label, x64 in (("float64", True), ("float32", False)):
+            with jax.enable_x64(x64):
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    sobol_indices(Y, d, **kw)
+                    warm[label].append(time.perf_counter() - t0)
+    t_salib = min(salib_t)
 
     rows = {}
     for label, x64 in (("float64", True), ("float32", False)):
         with jax.enable_x64(x64):
-            kw = dict(second_order=True, n_bootstrap=R, resample_indices=r.T)
-            t0 = time.perf_counter()
             res = sobol_indices(Y, d, **kw)
-            t_first = time.perf_counter() - t0
-            warm = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                res = sobol_indices(Y, d, **kw)
-                warm.append(time.perf_counter() - t0)
-            t_warm = float(np.median(warm))
+            t_first = firsts[label]
+            t_warm = float(np.min(warm[label]))
             sobol_indices(Y, d, second_order=True, n_bootstrap=R, seed=0)  # compile the own-draws path
             t0 = time.perf_counter()
             sobol_indices(Y, d, second_order=True, n_bootstrap=R, seed=1)  # own jax.random draws
@@ -93,6 +163,7 @@ def main():
               f"max |diff| vs SALib {max(diffs.values()):.2e}")
 
     load_after = os.getloadavg()
+    fresh = fresh_rows(args.fresh, args.log2n, R) if args.fresh else None
     exact = g_function_indices(a)
     err = {"S1": float(np.max(np.abs(S["S1"] - exact["S1"]))), "ST": float(np.max(np.abs(S["ST"] - exact["ST"])))}
     meta = {
@@ -104,7 +175,11 @@ def main():
         "problem": {"function": "G-function", "a": a.tolist(), "d": d, "n_base": n,
                     "n_evals": int(Y.size), "second_order": True, "n_bootstrap": R},
         "salib_s": t_salib,
+        "salib_runs_s": salib_t,
         "hsens_jax": rows,
+        "fresh_process": None if fresh is None else {
+            "runs": fresh, "best_s": {k: min(v) for k, v in fresh.items() if k != "load"},
+            "speedup": {k: t_salib / min(v) for k, v in fresh.items() if k != "load"}},
         "error_vs_analytic": err,
     }
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -133,7 +208,20 @@ def main():
                      f"{row['speedup_warm']:.1f}x | {row['speedup_first_call']:.1f}x | "
                      f"{max(row['max_abs_diff_vs_salib'].values()):.1e} |")
     lines += ["", "Speed-up = SALib time / hsens_jax time (same process, same design, outputs and "
-              "resample indices); compile = first call - warm.", "",
+              f"resample indices; best of {len(salib_t)} SALib runs {[round(v, 1) for v in salib_t]}, "
+              "each followed by five calls of ours per precision); compile = first call - warm "
+              "(the first calls of this process, made before SALib ran).", ""]
+    if fresh is not None:
+        fb = meta["fresh_process"]["best_s"]
+        lines += [f"First call of a fresh process (best of {len(fresh['load'])} alternating rounds, "
+                  f"load average {fresh['load']}):", "",
+                  "| precision | persistent cache | first call (s) | speed-up vs SALib |", "|---|---|---|---|"]
+        for pr in ("float64", "float32"):
+            for mode, txt in (("cold", "off (truly cold)"), ("warm_cache", "holding the program")):
+                v = fb[f"{pr}_{mode}"]
+                lines.append(f"| {pr} | {txt} | {v:.3f} | {t_salib / v:.1f}x |")
+        lines.append("")
+    lines += [
               f"Error of the estimates vs analytic values: max |S1 - S1*| = {err['S1']:.4f}, "
               f"max |ST - ST*| = {err['ST']:.4f}.", ""]
     with open(os.path.join(here, "sobol_cpu.md"), "w") as fh:

@@ -20,6 +20,7 @@ The package top shows the pipeline's stages; the data flow is one-directional:
 __version__ = "0.1.0"
 
 from hsens_jax.analysis import SensitivityReport, analyze
+from hsens_jax.compile_cache import compilation_cache_dir, disable_compilation_cache, enable_compilation_cache
 from hsens_jax.config import SweepConfig
 from hsens_jax.data import Dataset, load_dataset
 from hsens_jax.engine import CNN, MLP, Dropout, Model, ModelError, run_sweep, use_cpu_cores
@@ -32,5 +33,6 @@ from hsens_jax import design, encoding
 __all__ = [
     "Bool", "CNN", "Categorical", "Dataset", "Dropout", "Float", "Int", "MLP", "Model", "ModelError", "RunDirectory",
     "SensitivityReport", "Space", "SweepConfig", "Threshold", "SweepResult", "analyze", "load_dataset", "load_results",
-    "design", "encoding", "optimize", "run_sweep", "sweep_objective", "use_cpu_cores",
+    "compilation_cache_dir", "design", "disable_compilation_cache", "enable_compilation_cache", "encoding",
+    "optimize", "run_sweep", "sweep_objective", "use_cpu_cores",
 ]

@@ -216,7 +216,7 @@ class SensitivityReport:
             if pairs:
                 labels = [f"{self.names[a]} x {self.names[b]}" for a, b in pairs]
                 pw = max(len("pair"), *(len(s) for s in labels))
-                lines.append(f"  interactions (HSIC-ANOVA S_ij, main effects removed; R2-HSIC(U) of the pair):")
+                lines.append("  interactions (HSIC-ANOVA S_ij, main effects removed; R2-HSIC(U) of the pair):")
                 lines.append(f"  {'pair'.ljust(pw)}  {'S_ij':>8}  {'R2 pair':>8}  {'n':>5}")
                 for (a, b), label in zip(pairs, labels):
                     n = int(self.interaction_n[obj][a, b])

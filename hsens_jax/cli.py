@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Which hyperparameters do your deep-learning results depend on, and how much.",
     )
     p.add_argument("--version", action="version", version=f"hsens_jax {hsens_jax.__version__}")
+    p.add_argument("--compilation-cache", metavar="DIR|off", default=None,
+                   help="where compiled programs are kept between runs (default: $HSENS_COMPILATION_CACHE, else "
+                        "~/.cache/hsens_jax/jax-<version>); 'off' to compile afresh every time")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="sweep a few hundred MLPs on the bundled digits and analyse them",
@@ -292,12 +295,25 @@ def _use_cpu_devices(n) -> None:
     use_cpu_cores(n)
 
 
+def _compilation_cache(choice) -> None:
+    """The --compilation-cache option: a directory, 'off', or the default (see hsens_jax.compile_cache)."""
+    from hsens_jax import compile_cache
+
+    if choice is None:
+        compile_cache.ensure_compilation_cache()
+    elif choice.strip().lower() in ("0", "off", "false", "none", "no"):
+        compile_cache.disable_compilation_cache()
+    else:
+        compile_cache.enable_compilation_cache(choice)
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    _compilation_cache(args.compilation_cache)
     try:
         if args.command == "demo":
             from hsens_jax.config import SweepConfig
@@ -339,7 +355,7 @@ def main(argv=None) -> int:
         elif args.command == "analyze":
             from hsens_jax.results import load_results
 
-            _analyze(load_results(args.run_dir), args.run_dir, args, interactions=args.interactions)
+            _analyze(load_results(args.run_dir, partial=True), args.run_dir, args, interactions=args.interactions)
         elif args.command == "data":
             return _data_command(args)
         elif args.command == "show":
@@ -347,7 +363,7 @@ def main(argv=None) -> int:
 
             if args.top < 1:
                 raise ValueError(f"--top must be >= 1, got {args.top}")
-            result = load_results(args.run_dir)
+            result = load_results(args.run_dir, partial=True)  # an unfinished run too, with a warning
             print(result.table(args.objective, k=args.top, direction=args.direction))
     except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
         print(f"hsens {args.command}: error: {e}", file=sys.stderr)

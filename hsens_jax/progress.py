@@ -132,7 +132,8 @@ class Progress:
         eta = _clock(left) if left == left else "?"
         tilde = "~" if est else ""
         note = f" [{self._note}]" if self._note else ""
-        return (f"{self.desc} [{bar}] {tilde}{frac:6.1%} {self.done}/{self.total} {self.unit} "
+        pct = tilde + format(frac, ".1%")
+        return (f"{self.desc} [{bar}] {pct:>7} {self.done}/{self.total} {self.unit} "
                 f"{rate:.1f} {self.rate_label} elapsed {_clock(elapsed)} left {eta}{note}").rstrip()
 
 

@@ -196,6 +196,44 @@ class SweepResult:
             )
         return known[name]
 
+    def cv_results(self, metric: str = "final_val_accuracy", reduce: str = "mean") -> dict[str, Any]:
+        """scikit-learn's ``cv_results_`` of a cross-validated sweep (``run_sweep(..., cv=k)``).
+
+        Scores follow scikit-learn's convention, higher is better: a maximized metric is the
+        score itself (``"score": metric``); a minimized one is negated (``"score": "neg_" +
+        metric``, as ``neg_log_loss``). Each split's score is the metric of that fold reduced
+        over seeds (``reduce``).
+
+        Returns:
+          a dict of (K,) arrays: ``params`` (a list of dicts of the space's hyperparameters),
+          ``param_<name>``, ``split<i>_test_score``, ``mean_test_score``, ``std_test_score``
+          (population standard deviation over folds, as scikit-learn), ``rank_test_score`` (1 =
+          best, ties share the lowest rank, as scipy's ``rankdata(method="min")``), and ``score``
+          (the name of what was scored).
+        """
+        from scipy.stats import rankdata
+
+        folds = self.n_folds
+        m = np.asarray(self.metrics.get(metric), float) if metric in self.metrics else None
+        if m is None:
+            raise ValueError(f"unknown metric {metric!r}; available: {sorted(self.metrics)}")
+        if not folds or m.ndim != 3:
+            raise ValueError("cv_results needs a cross-validated sweep (run_sweep(..., cv=k)); this one has no folds")
+        sign = 1.0 if self.direction(metric) == "maximize" else -1.0
+        per_fold = np.stack([reduce_seeds(m[:, :, f], reduce) for f in range(folds)], axis=1) * sign
+        mean = per_fold.mean(axis=1)
+        ranked = np.where(np.isnan(mean), -np.inf, mean)
+        out: dict[str, Any] = {"params": self.space.decode(self.configs)}
+        for name in self.space.names:
+            out[f"param_{name}"] = np.array([row.get(name) for row in out["params"]], dtype=object)
+        for f in range(folds):
+            out[f"split{f}_test_score"] = per_fold[:, f]
+        out["mean_test_score"] = mean
+        out["std_test_score"] = per_fold.std(axis=1)
+        out["rank_test_score"] = rankdata(-ranked, method="min").astype(np.int32)
+        out["score"] = metric if sign > 0 else f"neg_{metric}"
+        return out
+
     def best(self, objective: str = "final_val_loss", k: int = 10, direction: str | None = None):
         """Indices of the ``k`` best configurations by the seed-averaged ``objective``.
 

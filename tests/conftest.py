@@ -1,6 +1,10 @@
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The persistent compilation cache of the tests: one fresh directory per session (shared with
+# the subprocesses the tests start), never the user's own cache.
+os.environ.setdefault("HSENS_COMPILATION_CACHE", tempfile.mkdtemp(prefix="hsens-test-cache-"))
 import jax  # noqa: E402
 
 # One CPU device in the test process, whatever runs first: the CLI splits the CPU into one
@@ -22,3 +26,38 @@ def small_digits():
     from hsens_jax.data import load_dataset
 
     return load_dataset("digits", n_train=300, seed=0)
+
+
+class CompilationCounter:
+    """Counts XLA backend compilations (JAX's monitoring events) while active."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+        self.active = False
+
+    def __call__(self, event, duration, **kwargs):
+        if self.active and event == self.EVENT:
+            self.count += 1
+
+
+_COUNTER = CompilationCounter()
+jax.monitoring.register_event_duration_secs_listener(_COUNTER)
+
+
+@pytest.fixture
+def compilations():
+    """``with compilations() as c: ...`` then ``c.count``: XLA compilations inside the block
+    (any thread: the sweep compiles on a background thread)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def counting():
+        _COUNTER.count, _COUNTER.active = 0, True
+        try:
+            yield _COUNTER
+        finally:
+            _COUNTER.active = False
+
+    return counting

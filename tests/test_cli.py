@@ -181,3 +181,63 @@ def test_analyze_estimator_pvalue_direction_and_a_partial_run(tmp_path, capsys):
     assert "--direction mystery=maximize" in capsys.readouterr().err
     assert main(["analyze", str(run), "--direction", "up", "--no-plot"]) == 2
     assert "direction must be 'minimize' or 'maximize'" in capsys.readouterr().err
+
+
+def test_sweep_a_user_model_from_a_toml_file_with_cross_validation(tmp_path, capsys):
+    """[model] module = "package.module:factory" (found next to the configuration file), with its
+    own metric and direction; [sweep] cv = 2."""
+    (tmp_path / "mymodels.py").write_text(
+        "import flax.linen as nn, jax.numpy as jnp\n"
+        "class Net(nn.Module):\n"
+        "    width: int\n"
+        "    @nn.compact\n"
+        "    def __call__(self, x, train=False):\n"
+        "        return nn.Dense(10)(jnp.tanh(nn.Dense(self.width)(x.reshape(x.shape[0], -1))))\n"
+        "def make_model(hp):\n"
+        "    return Net(hp['width'])\n"
+        "def metrics(outputs, batch, hp):\n"
+        "    return {'top1': jnp.mean(jnp.argmax(outputs, -1) == batch['y'])}\n")
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        '[data]\nname = "digits"\nn_train = 200\n\n'
+        '[model]\nmodule = "mymodels:make_model"\nmetrics = "mymodels:metrics"\ndirections = { top1 = "maximize" }\n\n'
+        '[budget]\nsteps = 4\n\n[design]\nkind = "random"\nn = 3\n\n'
+        f'[sweep]\ncv = 2\noutput = "{tmp_path / "run"}"\n\n'
+        '[fixed]\nwidth = 6\n\n'
+        '[space.learning_rate]\ntype = "float"\nlow = 0.001\nhigh = 0.1\nlog = true\n')
+    from hsens_jax.cli import main as cli_main
+
+    assert cli_main(["sweep", str(config), "--no-progress"]) == 0
+    res = load_results(tmp_path / "run")
+    assert res.metrics["final_val_top1"].shape == (3, 1, 2) and res.direction("final_val_top1") == "maximize"
+    assert res.meta["model"] == "make_model" and res.meta["n_folds"] == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("mymodels:make_model", "mymodels:nope"))
+    assert cli_main(["sweep", str(bad), "--no-progress", "--output", str(tmp_path / "run2")]) == 2
+    assert "no attribute 'nope'" in capsys.readouterr().err
+
+
+def test_compilation_cache_option(tmp_path, monkeypatch):
+    from hsens_jax import compile_cache
+
+    assert main(["--compilation-cache", str(tmp_path / "cc"), "show", str(tmp_path / "missing")]) == 2
+    assert compile_cache.compilation_cache_dir() == (tmp_path / "cc")
+    assert main(["--compilation-cache", "off", "show", str(tmp_path / "missing")]) == 2
+    assert compile_cache.compilation_cache_dir() is None
+    compile_cache.enable_compilation_cache(os.environ["HSENS_COMPILATION_CACHE"])  # the session's again
+
+
+def test_show_and_analyze_work_on_a_partial_run(small_digits, tmp_path, capsys):
+    from hsens_jax.engine.sweep import run_sweep
+    from hsens_jax.space import Float, Space
+
+    space = Space([Float("learning_rate", 1e-3, 0.5, log=True), Float("dropout", 0.0, 0.5)])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(small_digits, space, space.sample(40, "sobol"), fixed={"steps": 3, "width": 8, "depth": 1},
+                  n_evals=1, chunk_size=16, progress=False, run_dir=tmp_path, stop_after_chunks=2)
+    with pytest.warns(UserWarning, match="8 of 40 runs are not computed"):
+        assert main(["show", str(tmp_path), "--top", "3"]) == 0
+    assert "final_val_loss" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="not computed"):
+        assert main(["analyze", str(tmp_path), "--pvalue", "none", "--no-plot"]) == 0
+    assert "learning_rate" in capsys.readouterr().out

@@ -159,7 +159,7 @@ def dataset_from_arrays(
         keep = np.sort(rngs(seed, 2)[0].choice(len(x_train), size=int(n_train), replace=False))
         x_train, y_train = x_train[keep], y_train[keep]
     return Dataset(name=name, task=task, x_train=x_train, y_train=y_train, x_val=xs["x_val"],
-                   y_val=ys["y_val"], **common)
+                   y_val=ys["y_val"], split={"given": True, "n_train": n_train, "seed": seed}, **common)
 
 
 def _as_array(arg: str, value: Any) -> np.ndarray:

@@ -26,6 +26,9 @@ class Dataset:
       classes: classification only: ``classes[i]`` is the original label of class ``i`` (e.g.
         ``array(["cat", "dog"])`` or ``array([3, 7])`` for data given with those labels, see
         :meth:`from_arrays`); ``np.arange(n_classes)`` when not given. None for regression.
+      split: how the validation set was made (``val_fraction``, ``seed``, ``stratify``,
+        ``n_train`` of a drawn split; ``{"given": True}``; a fold's ``fold`` and ``k``), recorded with
+        sweeps' results; None when unknown.
       source: where the data came from (a file path, for :func:`hsens_jax.data.load_file`), or
         None.
 
@@ -47,6 +50,7 @@ class Dataset:
     y_test: np.ndarray | None = None
     classes: np.ndarray | None = None
     source: str | None = None
+    split: dict | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -191,7 +195,9 @@ class Dataset:
         if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < len(folds):
             raise ValueError(f"fold index f must be an integer in 0..{len(folds) - 1}, got {f!r}")
         train_idx, val_idx = folds[f]
-        return self.with_split(train_idx, val_idx)
+        out = self.with_split(train_idx, val_idx)
+        return dataclasses.replace(out, split={"fold": int(f), "k": int(k), "shuffle": shuffle, "seed": seed,
+                                               "of": self.split})
 
     def with_split(self, train_indices: Any, val_indices: Any) -> "Dataset":
         """This data set re-split: train = ``pool[train_indices]``, val = ``pool[val_indices]``
@@ -214,7 +220,8 @@ class Dataset:
             raise ValueError("train_indices and val_indices must not repeat an index (within or across them)")
         x, y = self.pool()
         tr, va = checked
-        return dataclasses.replace(self, x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
+        return dataclasses.replace(self, x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va],
+                                   split={"given": True, "of": self.split})
 
     def __repr__(self) -> str:
         test = f", n_test={len(self.x_test)}" if self.x_test is not None else ""

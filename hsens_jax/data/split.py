@@ -99,4 +99,5 @@ def holdout_dataset(
     return Dataset(
         name=name, task=task, x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va],
         n_classes=n_classes, x_test=x_test, y_test=y_test, classes=classes, source=source,
+        split={"val_fraction": val_fraction, "seed": seed, "stratify": bool(stratify), "n_train": n_train},
     )

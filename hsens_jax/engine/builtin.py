@@ -71,7 +71,7 @@ import numpy as np
 
 from hsens_jax.engine.counters import counter_uniform, elementwise_normal
 from hsens_jax.engine.model import Model
-from hsens_jax.space import Categorical, Float, Int
+from hsens_jax.space import Float, Int
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,

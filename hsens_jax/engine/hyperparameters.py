@@ -220,19 +220,21 @@ def _convert_numbers(values, traced):
 
 
 def _check_bounds(values, space: Space, reader):
-    """Valid ranges of the engine's numeric settings, on the values and on the space's bounds."""
+    """Valid ranges of the engine's numeric settings: the space's bounds first (a random design
+    may miss the bad corner), then the values."""
     bounds = {**opt.BOUNDS, **LOSS_BOUNDS}
     for name, (lo, hi, open_hi) in bounds.items():
         if name not in values or reader.get(name) not in ("optimizer", "loss"):
             continue
-        candidates = [float(v) for v in values[name] if v is not None]
+        candidates = []
         if space is not None and name in space.names and isinstance(space[name], (Float, Int)):
-            candidates += [space[name].low, space[name].high]
-        for v in candidates:
+            candidates += [(space[name].low, "the space's low bound "), (space[name].high, "the space's high bound ")]
+        candidates += [(float(v), "") for v in values[name] if v is not None]
+        for v, what in candidates:
             bad = not math.isfinite(v) or v < lo or (hi is not None and (v >= hi if open_hi else v > hi))
             if bad:
                 rng = f"[{lo:g}, {hi:g}{')' if open_hi else ']'}" if hi is not None else f">= {lo:g}"
-                raise ValueError(f"hyperparameter {name!r}: {v:g} is outside its valid range {rng}")
+                raise ValueError(f"hyperparameter {name!r}: {what}{v:g} is outside its valid range {rng}")
 
 
 def check_relevance(resolved: Resolved, model: Model, space: Space, configs) -> None:
@@ -310,11 +312,6 @@ def _hashable(v):
     if isinstance(v, dict):
         return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
     return v
-
-
-def describe_static_error(name: str, space: Space | None) -> str:
-    kind = type(space[name]).__name__ if space is not None and name in space.names else "hyperparameter"
-    return f"{kind} {name!r}"
 
 
 __all__ = ["LOOP", "LOSS", "HyperparameterWarning", "Resolved", "resolve", "readers", "check_relevance",

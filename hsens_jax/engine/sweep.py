@@ -53,7 +53,6 @@ import platform
 import re
 import threading
 import time
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -71,7 +70,7 @@ from hsens_jax.engine.model import Model, ModelError, resolve as resolve_path
 from hsens_jax.engine.train import TrainSpec, full_hp, prepare_data, train, train_batch
 from hsens_jax.progress import Progress
 from hsens_jax.results import RunDirectory, SweepResult, fingerprint
-from hsens_jax.space import Bool, Categorical, Int, Space
+from hsens_jax.space import Space
 
 _TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                   jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
@@ -617,12 +616,9 @@ def run_sweep(
       ``flops_per_example``, ``group``, ``group_wall_time``, ``curve_steps``; ``meta`` records
       the settings, defaults, groups, data split, directions of every objective and timings.
     """
-    try:  # the persistent compilation cache (hsens_jax.compile_cache) lands with the estimators' work
-        from hsens_jax.compile_cache import ensure_compilation_cache
-    except ImportError:  # pragma: no cover
-        ensure_compilation_cache = None
-    if ensure_compilation_cache is not None:
-        ensure_compilation_cache()
+    from hsens_jax.compile_cache import ensure_compilation_cache
+
+    ensure_compilation_cache()
     seeds = _check_args(seeds, chunk_size, n_evals, eval_batch_size, cv)
     if not isinstance(space, Space):
         raise TypeError(f"space must be a hsens_jax.Space, got {type(space).__name__}")
@@ -661,9 +657,12 @@ def run_sweep(
     ids3 = ids if n_folds > 1 else ids[..., None]
     groups = plan.groups
     split = {"n_train": dataset.n_train, "n_val": dataset.n_val,
-             "n_test": 0 if getattr(dataset, "x_test", None) is None else len(dataset.x_test)}
-    split.update({k_: v for k_, v in (getattr(dataset, "meta", None) or {}).items()} if isinstance(
-        getattr(dataset, "meta", None), dict) else {})
+             "n_test": 0 if getattr(dataset, "x_test", None) is None else len(dataset.x_test),
+             "split": getattr(dataset, "split", None), "source": getattr(dataset, "source", None)}
+    if plan.folds:
+        split["folds"] = {"k": n_folds, "train_sizes": [len(tr) for tr, _ in plan.folds],
+                          "val_sizes": [len(va) for _, va in plan.folds], "kind": "StratifiedKFold"
+                          if dataset.task == "classification" else "KFold"}
     meta = {
         "fixed": {n: _json(v) for n, v in fixed.items()}, "model": m.name, "model_kind": getattr(m, "kind", "user"),
         "seeds": seeds.tolist(), "cv": cv, "n_folds": n_folds if n_folds > 1 else None, "chunk_size": chunk_size, "n_evals": n_evals,
@@ -801,7 +800,13 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
         if len(runs) == 0:
             return None
         hp, keys, fold = inputs(group, runs[:1], size)
-        compiling[key] = compiler.submit(lambda: _executable(group.spec, n_folds > 1, data, hp, keys, fold))
+        x64 = plan.dtype == jnp.float64  # jax.enable_x64 is thread-local: carry it to the compiler thread
+
+        def compile_program():
+            with jax.enable_x64(x64):
+                return _executable(group.spec, n_folds > 1, data, hp, keys, fold)
+
+        compiling[key] = compiler.submit(compile_program)
         return compiling[key]
 
     def first_size(gi):

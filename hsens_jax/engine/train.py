@@ -447,12 +447,13 @@ def _metrics(spec: TrainSpec, outputs, batch, hp) -> dict:
 
 def _init_variables(spec: TrainSpec, data: TrainData, hp, key):
     variables = spec.model.init(full_hp(spec, hp), key, data.x_train[:1], rng=key)
-    variables = dict(variables)
+    # Flax creates parameters and running statistics in float32 by default (param_dtype),
+    # whatever the data's precision: they follow the data's, so that a float64 sweep trains in
+    # float64 and the optimizer's state keeps one dtype through the loop
+    dt = data.x_train.dtype
+    variables = jax.tree.map(lambda a: a.astype(dt) if jnp.issubdtype(a.dtype, jnp.floating) else a, dict(variables))
     params = variables.pop("params", {})
-    # flax keeps running statistics in float32 whatever the model's dtype: follow the data's
-    state = jax.tree.map(lambda a: a.astype(data.x_train.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-                         variables)
-    return params, state
+    return params, variables
 
 
 def init_state(spec: TrainSpec, data: TrainData, hp, key) -> TrainState:

@@ -126,7 +126,6 @@ def check_implicit(spec: TrainSpec, wrt, optimizer_name: str | None, data: Train
     model must be deterministic in training (no dropout stream read, no mutable state).
     """
     from hsens_jax.engine.builtin import MaskedNet
-    from hsens_jax.hypergrad.unrolled import _depends
 
     if not spec.model.builtin_optimizer:
         raise ValueError("implicit differentiation needs the engine's optimizer (its fixed points are stationary "
@@ -137,11 +136,10 @@ def check_implicit(spec: TrainSpec, wrt, optimizer_name: str | None, data: Train
                   and n not in _OPTIMIZER_NAMES]
     bad = [n for n in wrt if n not in IMPLICIT_HYPERPARAMETERS and n not in user_names]
     if user_names and hp is not None:
-        x0 = {n: hp[n] for n in user_names}
-        state = jax.eval_shape(lambda h: _init_params(spec, data, h), hp)
-        dep = _depends(lambda x: full_train_loss(spec, data, {**hp, **x}, state[0], state[1]), 1, x0)
-        if not dep[0]:
-            bad += user_names
+        params, stats = jax.eval_shape(lambda h: _init_params(spec, data, h), hp)
+        for name in user_names:
+            if not _loss_depends_on(spec, data, hp, params, stats, name):
+                bad.append(name)
     if bad:
         raise ValueError(
             f"wrt={tuple(wrt)}: implicit differentiation only handles hyperparameters that enter the "
@@ -170,6 +168,18 @@ def _init_params(spec, data, hp):
 
     st = init_state(spec, data, hp, jax.random.key(0))
     return st.params, st.batch_stats
+
+
+def _loss_depends_on(spec, data, hp, params, stats, name) -> bool:
+    """Whether the full-batch training loss depends on ``hp[name]`` (a data-flow pass over its
+    jaxpr, with the parameters as inputs that do not count)."""
+    jaxpr = jax.make_jaxpr(lambda v, p, s: full_train_loss(spec, data, {**hp, name: v}, p, s))(
+        hp[name], params, stats).jaxpr
+    live = {jaxpr.invars[0]}
+    for eqn in jaxpr.eqns:
+        if any(not isinstance(v, jax.extend.core.Literal) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    return any(not isinstance(v, jax.extend.core.Literal) and v in live for v in jaxpr.outvars)
 
 
 def _stochastic(spec, data, hp) -> bool:

@@ -213,7 +213,15 @@ def default_segment(n_steps: int, state_to_residual: float = 1.0) -> int:
 
 
 def _nbytes(tree) -> int:
-    return sum(math.prod(a.shape) * jnp.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+    return sum(math.prod(a.shape) * _itemsize(a.dtype) for a in jax.tree.leaves(tree))
+
+
+def _itemsize(dtype) -> int:
+    """Bytes per element; a typed PRNG key (``jax.random.key``) counts its key data's bytes."""
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        data = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=dtype._impl)))
+        return math.prod(data.shape) * jnp.dtype(data.dtype).itemsize
+    return jnp.dtype(dtype).itemsize
 
 
 def segment_for(spec: TrainSpec, data: TrainData, hp, key, adjoint: str = "symmetric") -> int:

@@ -702,7 +702,13 @@ class _Refit:
             row = int(self.plan.groups[group].configs[0])
             fn = jax.jit(functools.partial(_train_state, spec))
             hp = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), self._hp(row))
-            self._programs[group] = self._pool.submit(lambda: fn.lower(self.data, hp, self.stop.seed).compile())
+            x64 = self.plan.dtype == jax.numpy.float64  # jax.enable_x64 is thread-local: carry it to the thread
+
+            def compile_program():
+                with jax.enable_x64(x64):
+                    return fn.lower(self.data, hp, self.stop.seed).compile()
+
+            self._programs[group] = self._pool.submit(compile_program)
         return self._programs[group]
 
     def fit(self, fitted: "_FittedMLP", row: int) -> "_FittedMLP":

@@ -20,6 +20,8 @@ from hsens_jax.sensitivity.kernels import (
     gaussian_kernel,
     linear_kernel,
     median_bandwidth,
+    pairwise_distance_order_statistic,
     pooled_median_bandwidth,
     std_bandwidth,
 )
+from hsens_jax.sensitivity.buckets import bucket_size

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm, qmc
 
+from hsens_jax.compile_cache import ensure_compilation_cache
 from hsens_jax.sensitivity._table import number, per_input_table
 from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain
 
@@ -111,6 +112,7 @@ def dgsm_indices(gradients, Y, bounds, *, n_bootstrap: int = 100, confidence: fl
 
     Reference: Sobol' & Kucherenko (2009); Lamboni et al. (2013).
     """
+    ensure_compilation_cache()
     dom = _Domain(bounds, names, argname="bounds")
     if dom.is_space:
         raise TypeError("bounds: DGSM needs a (d, 2) bounds array of continuous uniform inputs")
@@ -159,6 +161,7 @@ def dgsm(f, bounds, n: int, *, seed: int = 0, method: str = "grad", inputs=None,
 
     Reference: Sobol' & Kucherenko (2009).
     """
+    ensure_compilation_cache()
     dom = _Domain(bounds, names, argname="bounds")
     if dom.is_space:
         raise TypeError("bounds: DGSM needs a (d, 2) bounds array")

@@ -12,6 +12,47 @@ For each input column ``X_i`` (or group of columns) and the output ``Y`` this mo
   ``HSICEstimatorGlobalSensitivity`` / ``HSICEstimatorTargetSensitivity`` /
   ``HSICEstimatorConditionalSensitivity`` with ``HSICVStat`` / ``HSICUStat``.
 
+Two conventions for the goal-oriented index
+-------------------------------------------
+The default is the textbook HSIC: with ``target=best_fraction(q)`` the output is the
+indicator ``z = 1{Y <= q-quantile}`` under a linear kernel and the index is the V-statistic
+``HSIC_V = (1/n^2) zc' K zc`` (``zc`` = centred ``z``), which equals ``(m/n)^2 MMD^2(P_X,
+P_X|best)`` (m = number of selected rows).  ``convention="novello2023"`` computes what the
+authors' ``hsic.py`` (github.com/paulnovello/goal-oriented-ho) computes: threshold
+``np.quantile(Y, q, method="lower")``, index ``q^2 MMD^2`` (their ``p**2 * MMD``): the textbook
+value times ``(q n / m)^2``.  With ties ``m/n`` differs from ``q`` (0.25 instead of 0.24 in
+their section 4.1: the textbook values are then 8.5% higher; 6x at q = 0.1 in section 4.3,
+where 25% of the rows tie at the threshold).  Their bandwidths are per kernel (they call
+``hsic`` per input, or per pair for a joint index): ``"pooled_median"``, the median of all
+``n^2`` distances of that input (pair: ``2 n^2``, pooled over its two columns) with the zeros
+of the diagonal, or ``"max"``, the bandwidth in (1e-4, 5) maximizing the index, found by
+Brent's bounded search vectorized across inputs (one pass over the data per step for all
+inputs; :mod:`hsens_jax.sensitivity._brent`).  ``experiments/toys.py`` reproduces their
+section 4.1 to 1e-14 with their random draws.
+
+Bias of R2-HSIC
+---------------
+The V-statistic HSICs are biased upward, and so is the V-statistic R2-HSIC: for independent
+X ~ U(0, 1), Y ~ N(0, 1) (std bandwidths) its mean is 0.190 at n = 11, 0.034 at n = 64 and
+0.0085 at n = 256 (4000 samples each, standard errors 0.002, 0.0003, 0.0001;
+``benchmarks/hsic_r2_bias.py``).  ``estimator="U"`` gives R2-HSIC from the unbiased
+U-statistics (``HSIC_U(X, Y) / sqrt(HSIC_U(X, X) HSIC_U(Y, Y))``, in [-1, 1]): its mean is
+-0.001 +- 0.002, 0.0004 +- 0.0004 and 0.0001 +- 0.0001 at those n (negative for 60% of the
+samples, as an unbiased estimate of 0 must be).  Rank inputs analysed on different numbers
+of rows, or few rows, with the U-statistic R2.
+
+Compilation
+-----------
+Each call runs one or two jitted programs whose shapes depend on ``n`` only through its
+sample-size bucket (:mod:`hsens_jax.sensitivity.buckets`): ``n`` is padded up to the next
+bucket size with rows of weight zero (``valid = 0``), masked out of every sum, so that all
+sample sizes of a bucket share a program, in memory and in JAX's persistent compilation cache
+(:mod:`hsens_jax.compile_cache`, turned on by every entry point).  The single pass is written
+with ``lax`` primitives and traced with the garbage collector paused: in a new process, at
+n = 2000, d = 10 with Gamma p-values, tracing took 0.02 s and lowering 0.06 s (JAX's one-time
+start-up included) against 0.06 s and 0.11 s before (2-core CPU, load average 2.5;
+``benchmarks/bench_hsic_compile.py``).
+
 Computation
 -----------
 No ``n x n`` matrix product is ever formed, and no ``n x n`` matrix is held unless asked for
@@ -93,7 +134,9 @@ J. Sci. Comput. 94:45; OpenTURNS documentation, "Sensitivity analysis using HSIC
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import math
 import numbers
 from functools import partial
@@ -104,12 +147,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from hsens_jax.compile_cache import ensure_compilation_cache
+from hsens_jax.sensitivity._brent import maximize_bounded
 from hsens_jax.sensitivity._table import number, per_input_table
+from hsens_jax.sensitivity.buckets import bucket_size
 from hsens_jax.sensitivity.kernels import median_bandwidth, pooled_median_bandwidth
 
 __all__ = [
     "HSICResult",
     "TargetFilter",
+    "MAX_BANDWIDTH_BOUNDS",
     "best_fraction",
     "critical_domain",
     "hsic",
@@ -117,8 +164,8 @@ __all__ = [
     "hsic_interactions",
 ]
 
-#: Target number of elements of a (kernels x b x b) block when ``tile_size`` is None
-#: (small enough to stay in cache: measured fastest on CPU).
+#: Target number of elements of a (kernels x b x b) block of the two-pass estimators when
+#: ``tile_size`` is None (small enough to stay in cache: measured fastest on CPU).
 AUTO_TILE_ELEMENTS = 2**21
 #: Elements of a (permutations x b x b) block of permuted output kernels in the permutation
 #: test (with ``PERM_CHUNK`` permutations: b = 80, the block stays in the L2/L3 cache).
@@ -126,6 +173,12 @@ PERM_BLOCK_ELEMENTS = 655_360
 #: Permutations per sweep over the input kernels (the input kernels are recomputed once per
 #: chunk, i.e. ``g / PERM_CHUNK`` kernel entries per pair and permutation).
 PERM_CHUNK = 100
+#: Interval searched by ``bandwidth="max"`` (Novello et al. 2023: ``(0.0001, 5)``, in the
+#: units of the inputs, which they normalize to [0, 1]).
+MAX_BANDWIDTH_BOUNDS = (1.0e-4, 5.0)
+#: Absolute tolerance of the ``bandwidth="max"`` search (scipy's default for the bounded
+#: method, which the authors use).
+MAX_BANDWIDTH_XATOL = 1.0e-5
 _BIG = 1.0e4  # "distance" of two different categories: exp(-1e4) == 0 in float32 and float64
 
 
@@ -143,7 +196,8 @@ class HSICResult:
 
     Attributes:
       hsic: (g,) HSIC indices (g = number of inputs, or of groups).
-      r2: (g,) R2-HSIC indices ``HSIC(X_i, Y) / sqrt(HSIC(X_i, X_i) HSIC(Y, Y))``.
+      r2: (g,) R2-HSIC indices ``HSIC(X_i, Y) / sqrt(HSIC(X_i, X_i) HSIC(Y, Y))`` (with the
+        estimator's own HSICs: V-statistics, or U-statistics for ``estimator="U"``).
       pvalue: (g,) p-values of the independence test; NaN where none was asked.
       bandwidth: (d,) input bandwidths used (1.0 for categorical columns).
       output_bandwidth: (k,) output bandwidths (NaN for the linear output kernel).
@@ -212,12 +266,27 @@ class TargetFilter:
             return jnp.exp(-dist / s)
         raise ValueError(f"unknown TargetFilter kind {self.kind!r}")
 
+    def _numpy(self, y):
+        """The same filter in NumPy on the host (no compilation), in ``y``'s dtype."""
+        if self.kind == "best":
+            return (y <= np.quantile(y, self.q)).astype(y.dtype)
+        if self.kind == "domain":
+            dist = np.maximum(np.maximum(self.lower - y, y - self.upper), 0.0)
+            if not self.smoothing:
+                return (dist == 0).astype(y.dtype)
+            s = self.smoothing * np.std(y, ddof=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.exp(-dist / s).astype(y.dtype)
+        raise ValueError(f"unknown TargetFilter kind {self.kind!r}")
+
 
 def best_fraction(q):
     """Novello et al. (2023) goal: the indicator of the best (lowest) fraction ``q`` of ``Y``.
 
-    ``w_i = 1{Y_i <= quantile(Y, q)}`` with ``jnp.quantile``'s linear interpolation; with
+    ``w_i = 1{Y_i <= quantile(Y, q)}`` with NumPy's linear interpolation; with
     ``hsic(..., target=best_fraction(q))`` a linear kernel ``k(w, w') = w w'`` is used on ``w``.
+    With ``convention="novello2023"`` the quantile is the authors' ``method="lower"`` one
+    (the same set of rows but for float rounding ties).
 
     Args:
       q: fraction in (0, 1).
@@ -249,63 +318,66 @@ def critical_domain(lower=-math.inf, upper=math.inf, smoothing=0.1):
     return TargetFilter(kind="domain", lower=lower, upper=upper, smoothing=smoothing)
 
 
-# ----------------------------------------------------------------------------- kernels on tiles
+# ----------------------------------------------------------------------------- kernels on blocks
+# The hot paths are written with lax primitives (broadcast_in_dim, reduce_sum, dot_general)
+# rather than jax.numpy: each jax.numpy function is a jitted function of its own, traced and
+# lowered separately, and the first call of hsic in a new process pays for that even when
+# its program comes from the persistent compilation cache (measured: tracing and lowering
+# of the Gamma program 0.15-0.2 s with jax.numpy, 0.05-0.06 s this way).
+
+_HI = lax.Precision.HIGHEST
 
 
-def _input_gram_tile(Xs, rows, cat, groups, cols=None):
-    """Kernels of all groups between rows ``rows`` and ``cols`` (default all): (g, t, m).
-
-    Xs: (c, n) inputs divided by their bandwidths (columns first); see :func:`_input_gram`.
-    """
-    return _input_gram(Xs[:, rows], Xs if cols is None else Xs[:, cols], cat, groups)
+def _bc(a, shape, dims):
+    return lax.broadcast_in_dim(a, shape, dims)
 
 
-def _output_gram_tile(Zs, rows_idx, cols_idx, out_kind):
-    """Output kernel between Zs[rows_idx] (t, k) and Zs[cols_idx] (n, k): (t, n); see
-    :func:`_output_gram`."""
-    return _output_gram(Zs[rows_idx], Zs[cols_idx], out_kind)
+def _dot(a, b, contract, batch=((), ())):
+    return lax.dot_general(a, b, (contract, batch), precision=_HI)
 
 
-def _output_diag(Z, out_kind):
-    if out_kind == "linear":
-        return jnp.sum(Z * Z, axis=-1)
-    return jnp.ones(Z.shape[0], Z.dtype)
+def _rsum(a, axes):
+    return lax.reduce_sum(a, tuple(axes))
 
 
-def _block_pairs(n, b):
-    """Square blocks (I, J), I <= J, of side b covering the upper triangle of an n x n matrix.
-
-    Returns rows (P, b), cols (P, b) (indices clamped to n - 1), their validity masks and the
-    block weights (1 on the diagonal blocks, 2 off it: every sum here is over a symmetric
-    matrix, so the lower triangle is never computed).
-    """
-    nb = -(-n // b)
-    I, J = np.triu_indices(nb)
-    idx = np.arange(nb * b).reshape(nb, b)
-    ri, ci = idx[I], idx[J]
-    return (jnp.asarray(np.minimum(ri, n - 1)), jnp.asarray(np.minimum(ci, n - 1)),
-            jnp.asarray(ri < n), jnp.asarray(ci < n), jnp.asarray(np.where(I == J, 1.0, 2.0)))
+def _lax_op(f):
+    """A lax binary operation that takes Python numbers as constants of the other operand's
+    dtype.  Arithmetic is written with these: Python operators on tracers go through
+    jax.numpy's jitted ufuncs, traced anew for every signature in every new process."""
+    def op(x, y):
+        if isinstance(x, numbers.Number):
+            x = np.array(x, dtype=y.dtype)
+        elif isinstance(y, numbers.Number):
+            y = np.array(y, dtype=x.dtype)
+        return f(x, y)
+    return op
 
 
-# ----------------------------------------------------------------------------- core (jitted)
+_add, _sub, _mul, _div = (_lax_op(f) for f in (lax.add, lax.sub, lax.mul, lax.div))
 
 
-def _input_gram(xr, xc, cat, groups):
+def _input_gram(xr, xc, cat, groups, gscale=None):
     """Kernels of all groups between the columns of ``xr`` (c, t) and ``xc`` (c, m): (g, t, m).
 
     ``xr``, ``xc``: scaled inputs (divided by their bandwidths), columns first; ``cat``: static
     tuple of bools or None; ``groups``: None (one kernel per column) or a (g, c) 0/1 matrix
-    (product kernels).
+    (product kernels); ``gscale``: None or (g,) multipliers of each kernel's squared distance
+    (one bandwidth per kernel, ``1 / theta_g^2``, when the columns are not scaled).
     """
-    diff = xr[:, :, None] - xc[:, None, :]
-    e = diff * diff  # (c, t, m)
+    c, t = xr.shape
+    m = xc.shape[1]
+    diff = _sub(_bc(xr, (c, t, m), (0, 1)), _bc(xc, (c, t, m), (0, 2)))
+    e = _mul(diff, diff)
     if cat is not None and any(cat):
-        catm = jnp.asarray(cat)[:, None, None]
-        e = jnp.where(catm, jnp.where(diff == 0, 0.0, _BIG).astype(e.dtype), e)
+        catm = _bc(jnp.asarray(np.array(cat)), (c, t, m), (0,))
+        e = lax.select(catm, lax.select(lax.eq(diff, lax.full_like(diff, 0)), lax.full_like(e, 0),
+                                        lax.full_like(e, _BIG)), e)
     if groups is not None:
-        c_, t_, m_ = e.shape
-        e = jnp.matmul(groups, e.reshape(c_, t_ * m_), precision="highest").reshape(groups.shape[0], t_, m_)
-    return jnp.exp(-0.5 * e)
+        g = groups.shape[0]
+        e = lax.reshape(_dot(groups, lax.reshape(e, (c, t * m)), ((1,), (0,))), (g, t, m))
+    if gscale is not None:
+        e = _mul(e, _bc(gscale, e.shape, (0,)))
+    return lax.exp(_mul(e, -0.5))
 
 
 def _output_gram(zr, zc, out_kind):
@@ -314,6 +386,14 @@ def _output_gram(zr, zc, out_kind):
     ``zr``, ``zc``: outputs divided by their bandwidths (Gaussian) or raw (linear); leading
     axes (e.g. a batch of permutations) broadcast.
     """
+    if zr.ndim == 2 and zr.shape[-1] == 1:  # the common case, in lax
+        t, m = zr.shape[0], zc.shape[0]
+        a = _bc(lax.reshape(zr, (t,)), (t, m), (0,))
+        b = _bc(lax.reshape(zc, (m,)), (t, m), (1,))
+        if out_kind == "linear":
+            return _mul(a, b)
+        u = _sub(a, b)
+        return lax.exp(_mul(_mul(u, u), -0.5))
     if out_kind == "linear":
         if zr.shape[-1] == 1:
             return zr[..., :, 0][..., :, None] * zc[..., :, 0][..., None, :]
@@ -325,12 +405,23 @@ def _output_gram(zr, zc, out_kind):
     return jnp.exp(-0.5 * jnp.sum(u * u, axis=-1))
 
 
+def _output_diag(Z, out_kind):
+    if out_kind == "linear":
+        return _rsum(_mul(Z, Z), (1,))
+    return lax.full((Z.shape[0],), 1, Z.dtype)
+
+
 def _pad_last(a, size):
     """Pads the last axis of ``a`` to ``size`` with its last value (finite, masked later)."""
     extra = size - a.shape[-1]
     if extra == 0:
         return a
     return jnp.concatenate([a, jnp.broadcast_to(a[..., -1:], a.shape[:-1] + (extra,))], axis=-1)
+
+
+def _pad_zero(a, size):
+    extra = size - a.shape[-1]
+    return a if extra == 0 else jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, extra)])
 
 
 def _sym_sweep(n, b, body, init, dt):
@@ -341,26 +432,32 @@ def _sym_sweep(n, b, body, init, dt):
     is a pytree accumulated with weight 1 on the diagonal blocks and 2 off it, ``rows`` (m, b)
     per-row sums of the block (added to block I) and ``cols`` (m, b) its per-column sums
     (added to block J when I < J, i.e. the row sums of the mirror block); ``rows`` and
-    ``cols`` may be None.  Returns ``(sums, vec)`` with ``vec`` (m, n) the full row sums (or
-    None).  Cost: ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
+    ``cols`` may be None.  Returns ``(sums, vec)`` with ``vec`` (m, nb b) the full row sums
+    (or None), gathered from the per-block sums by two segment sums.  Cost:
+    ``nb (nb + 1) / 2`` calls of ``body``, ``nb = ceil(n / b)``.
     """
     nb = -(-n // b)
     I, J = np.triu_indices(nb)
+    P = I.size
     wgt = jnp.asarray(np.where(I == J, 1.0, 2.0), dt)
 
     def step(acc, args):
         i, j, wt = args
         s, r, c = body(i, j)
-        acc = jax.tree_util.tree_map(lambda a, x: a + wt * x, acc, s)
+        acc = jax.tree_util.tree_map(lambda a, x: _add(a, _mul(wt, x)), acc, s)
         return acc, (r, c)
 
-    acc, (R, C) = lax.scan(step, init, (jnp.asarray(I * b), jnp.asarray(J * b), wgt))
+    acc, (R, C) = lax.scan(step, init, (jnp.asarray(I * b, jnp.int32),
+                                        jnp.asarray(J * b, jnp.int32), wgt))
     if R is None:
         return acc, None
-    C = C * jnp.asarray(I != J, dt)[:, None, None]
     m = R.shape[1]
-    vec = jnp.zeros((nb, m, b), dt).at[jnp.asarray(I)].add(R).at[jnp.asarray(J)].add(C)
-    return acc, jnp.moveaxis(vec, 0, 1).reshape(m, nb * b)[:, :n]
+    off = jnp.asarray((I != J).astype(np.float64), dt)
+    C = _mul(C, _bc(off, C.shape, (0,)))  # the diagonal blocks' rows are counted once
+    vec = _add(jax.ops.segment_sum(lax.reshape(R, (P, m * b)), jnp.asarray(I, jnp.int32), nb,
+                                   indices_are_sorted=True),
+               jax.ops.segment_sum(lax.reshape(C, (P, m * b)), jnp.asarray(J, jnp.int32), nb))
+    return acc, lax.reshape(lax.transpose(lax.reshape(vec, (nb, m, b)), (1, 0, 2)), (m, nb * b))
 
 
 _CENTRE_SAMPLE = 128
@@ -371,17 +468,28 @@ _CENTRE_SAMPLE = 128
 SINGLE_PASS_TILE_ELEMENTS = 2 ** 18
 GAMMA_TILE_ELEMENTS = 3 * 2 ** 17
 OUTPUT_TILE_ELEMENTS = 2 ** 20
+# The shifts of the single pass are computed in one (g, N, 128) operation up to this many
+# elements (64 MB in float32), else block by block.
+_SHIFT_ONE_OP_ELEMENTS = 2 ** 24
 
 
-def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l, ob):
+def _sl(a, start, size, axis=-1):
+    return lax.dynamic_slice_in_dim(a, start, size, axis % a.ndim)
+
+
+def _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma, diag_l, ob):
     """Unweighted V-statistic, R2, exact centring vectors and (optionally) the Gamma moments
     with ONE pass over the input kernels.
 
-    1. Output pre-pass (one kernel of the output, ``n^2 / 2`` entries): exact row sums
+    ``Xs`` (c, N), ``Zs`` (N, k): scaled inputs and outputs of ``N`` rows (a sample-size
+    bucket), of which those with ``valid == 1`` are the sample (n = sum(valid), traced: one
+    program serves every n of the bucket); padded rows are masked out of every sum.
+
+    1. Output pre-pass (one kernel of the output, ``N^2 / 2`` entries): exact row sums
        ``L 1``, hence the exactly centred ``Lc = HLH`` on any block.
     2. Input shifts ``r``: approximate row means of each input kernel from a strided subsample
-       of ``_CENTRE_SAMPLE`` columns; ``Kt_ij = K_ij - r_i - r_j + mean(r)``.  Centring removes
-       any such shift (``H Kt H = H K H``), so with ``a = Kt 1``::
+       of ``_CENTRE_SAMPLE`` valid columns; ``Kt_ij = K_ij - r_i - r_j + mean(r)``.  Centring
+       removes any such shift (``H Kt H = H K H``), so with ``a = Kt 1``::
 
            sum Kc Lc = sum Kt Lc                        (Lc is exactly centred)
            sum Kc Kc = sum Kt Kt - (2/n) a.a + (1'a)^2 / n^2
@@ -398,199 +506,198 @@ def _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l, o
        reductions), ``u'Q u`` in a post-pass over the output only (a (g, b) x (b, b)
        product per block); the diagonal ``i == j`` is subtracted in O(n g) (``K_ii = 1``).
 
-    Cost: ``n^2 (g + 3) / 2`` kernel entries (``g`` inputs + output pre-/main/post-pass) and
-    ``O(n^2 g)`` flops (``~2x`` that with Gamma); memory ``O(g b^2 + ob^2 + g n)`` (``ob``:
+    Cost: ``N^2 (g + 3) / 2`` kernel entries (``g`` inputs + output pre-/main/post-pass) and
+    ``O(N^2 g)`` flops (``~2x`` that with Gamma); memory ``O(g b^2 + ob^2 + g N)`` (``ob``:
     the output pre-pass block side).
     """
-    nf = jnp.asarray(n, dt)
-    nb = -(-n // block)
-    N = nb * block
-    padded = N != n
+    N = Xs.shape[1]
+    b = block
+    Np = -(-N // b) * b
+    if Np != N:  # hsic pads on the host; direct callers may not
+        Xs, Zs = _pad_last(Xs, Np), _pad_last(Zs.T, Np).T
+        valid, diag_l = _pad_zero(valid, Np), _pad_last(diag_l, Np)
+    nb = Np // b
+    ob = max(b, (min(ob, Np) // b) * b)
+    while nb % (ob // b):
+        ob -= b
+    nf = _rsum(valid, (0,))
     g = Xs.shape[0] if G is None else G.shape[0]
-    # ---- input shifts from a column subsample
-    m = min(n, _CENTRE_SAMPLE)
-    sub = jnp.asarray(np.linspace(0, n - 1, m).round().astype(np.int32))
-    tiles = jnp.asarray(np.minimum(np.arange(N).reshape(nb, block), n - 1))
-    rk = lax.map(lambda rows: jnp.mean(_input_gram_tile(Xs, rows, cat, G, sub), axis=-1), tiles)
-    rk = jnp.moveaxis(rk, 0, 1).reshape(g, N)[:, :n]  # (g, n)
-    rk_bar = jnp.mean(rk, axis=1)
-    Xp, Zp = _pad_last(Xs, N), _pad_last(Zs.T, N).T  # (c, N), (N, k)
-    valid = jnp.asarray(np.arange(N) < n, dt)
+    # ---- input shifts from a strided subsample of the valid rows
+    m = min(N, _CENTRE_SAMPLE)
+    sub = lax.convert_element_type(
+        lax.floor(_mul(_add(lax.iota(dt, m), 0.5), _div(nf, float(m)))), jnp.int32)
+    xsub = jnp.take(Xs, sub, axis=1)  # (c, m)
+    offsets = _mul(lax.iota(jnp.int32, nb), b)
+    if g * Np * m <= _SHIFT_ONE_OP_ELEMENTS:
+        rk = _div(_rsum(_input_gram(Xs, xsub, cat, G, gs), (2,)), float(m))  # (g, Np)
+    else:
+        rk = lax.map(lambda r0: _div(_rsum(_input_gram(_sl(Xs, r0, b), xsub, cat, G, gs), (2,)),
+                                     float(m)), offsets)  # (nb, g, b)
+        rk = lax.reshape(lax.transpose(rk, (1, 0, 2)), (g, Np))
+    rk_bar = _div(_dot(rk, valid, ((1,), (0,))), nf)
 
-    def sl(a, start, axis=-1):
-        return lax.dynamic_slice_in_dim(a, start, block, axis)
-
-    def mask2(r0, c0):
-        return sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
+    def vv(r0, c0, size=b):
+        return _mul(_bc(_sl(valid, r0, size), (size, size), (0,)),
+                    _bc(_sl(valid, c0, size), (size, size), (1,)))
 
     # ---- 1. output centring: exact (pre-pass, L 1) for Gamma, else a subsample shift
     if want_gamma:
-        # the pre-pass sweeps ONE kernel, not g: blocks of side ``ob`` (larger than ``block``
-        # unless the caller fixed the tile), so that fewer, larger operations amortise their
-        # dispatch
-        No = -(-n // ob) * ob
-        Zo = _pad_last(Zs.T, No).T
-        valid_o = jnp.asarray(np.arange(No) < n, dt)
-
-        def slo(a, start, axis=-1):
-            return lax.dynamic_slice_in_dim(a, start, ob, axis)
-
-        def out_block(r0, c0):  # output kernel on an ob x ob block
-            L = _output_gram(slo(Zo, r0, 0), slo(Zo, c0, 0), out_kind)
-            return L * (slo(valid_o, r0)[:, None] * slo(valid_o, c0)[None, :]) if No != n else L
-
+        # the pre-pass sweeps ONE kernel, not g: blocks of side ``ob`` (a multiple of ``b``),
+        # so that fewer, larger operations amortise their dispatch
         def pre(r0, c0):
-            L = out_block(r0, c0)
-            return (), jnp.sum(L, axis=1)[None], jnp.sum(L, axis=0)[None]
+            L = _mul(_output_gram(_sl(Zs, r0, ob, 0), _sl(Zs, c0, ob, 0), out_kind), vv(r0, c0, ob))
+            return (), lax.reshape(_rsum(L, (1,)), (1, ob)), lax.reshape(_rsum(L, (0,)), (1, ob))
 
-        _, lrow = _sym_sweep(n, ob, pre, (), dt)
-        rl = lrow[0] / nf
+        _, lrow = _sym_sweep(Np, ob, pre, (), dt)
+        rl = _div(lax.reshape(lrow, (Np,)), nf)  # exact L 1 / n (0 on padded rows)
     else:
-        rl = lax.map(lambda rows: jnp.mean(_output_gram_tile(Zs, rows, sub, out_kind), axis=-1),
-                     tiles).reshape(N)[:n]
-    rl_bar = jnp.mean(rl)
-    rlp = _pad_last(rl, N)
-    rkp = _pad_last(rk, N)
+        zsub = jnp.take(Zs, sub, axis=0)
+        rl = lax.reshape(lax.map(lambda r0: _div(_rsum(_output_gram(_sl(Zs, r0, b, 0), zsub, out_kind),
+                                                       (1,)), float(m)), offsets), (Np,))
+    rl_bar = _div(_dot(rl, valid, ((0,), (0,))), nf)
 
     def lc_block(r0, c0):
-        Lc = _output_gram(sl(Zp, r0, 0), sl(Zp, c0, 0), out_kind) - sl(rlp, r0)[:, None] \
-            - sl(rlp, c0)[None, :] + rl_bar
-        return Lc * mask2(r0, c0) if padded else Lc
+        L = _output_gram(_sl(Zs, r0, b, 0), _sl(Zs, c0, b, 0), out_kind)
+        Lc = _add(_sub(_sub(L, _bc(_sl(rl, r0, b), (b, b), (0,))), _bc(_sl(rl, c0, b), (b, b), (1,))),
+                  rl_bar)
+        return _mul(Lc, vv(r0, c0))
 
     # ---- 2. main pass over the inputs
+    gbb = (g, b, b)
+
     def main(r0, c0):
-        K = _input_gram(sl(Xp, r0), sl(Xp, c0), cat, G)  # (g, b, b)
-        Kt = K - sl(rkp, r0)[:, :, None] - sl(rkp, c0)[:, None, :] + rk_bar[:, None, None]
-        if padded:
-            Kt = Kt * mask2(r0, c0)
+        K = _input_gram(_sl(Xs, r0, b), _sl(Xs, c0, b), cat, G, gs)  # (g, b, b)
+        shift = _sub(_add(_bc(_sl(rk, r0, b), gbb, (0, 1)), _bc(_sl(rk, c0, b), gbb, (0, 2))),
+                     _bc(rk_bar, gbb, (0,)))
+        Kt = _mul(_sub(K, shift), _bc(vv(r0, c0), gbb, (1, 2)))
         Lc = lc_block(r0, c0)
-        sums = {"sxy": jnp.sum(Kt * Lc, axis=(1, 2)), "sxx": jnp.sum(Kt * Kt, axis=(1, 2)),
-                "syy": jnp.sum(Lc * Lc)}
-        rows, cols = [jnp.sum(Kt, axis=2)], [jnp.sum(Kt, axis=1)]
+        Lb = _bc(Lc, gbb, (1, 2))
+        sums = {"sxx": _rsum(_mul(Kt, Kt), (1, 2)), "syy": _rsum(_mul(Lc, Lc), (0, 1))}
+        rows, cols = [_rsum(Kt, (2,))], [_rsum(Kt, (1,))]
         if not want_gamma:  # row sums of the shifted output kernel
-            rows.append(jnp.sum(Lc, axis=1)[None])
-            cols.append(jnp.sum(Lc, axis=0)[None])
+            sums["sxy"] = _rsum(_mul(Kt, Lb), (1, 2))
+            rows.append(lax.reshape(_rsum(Lc, (1,)), (1, b)))
+            cols.append(lax.reshape(_rsum(Lc, (0,)), (1, b)))
         else:
             # Kt^2 Q = (Kt Lc)^2: with M = Kt o Lc, sxy and s1 are one-operand reductions of
             # M (a product of two operands, one broadcast, reduces ~2x slower in XLA:CPU)
-            M = Kt * Lc
-            sums["sxy"] = jnp.sum(M, axis=(1, 2))
-            sums["s1"] = jnp.sum(M * M, axis=(1, 2))
-            KQ = M * Lc  # Kt o Q
-            Q = Lc * Lc
-            rows += [jnp.sum(KQ, axis=2), jnp.sum(Q, axis=1)[None]]
-            cols += [jnp.sum(KQ, axis=1), jnp.sum(Q, axis=0)[None]]
-        return sums, jnp.concatenate(rows), jnp.concatenate(cols)
+            M = _mul(Kt, Lb)
+            sums["sxy"] = _rsum(M, (1, 2))
+            sums["s1"] = _rsum(_mul(M, M), (1, 2))
+            KQ = _mul(M, Lb)  # Kt o Q
+            Q = _mul(Lc, Lc)
+            rows += [_rsum(KQ, (2,)), lax.reshape(_rsum(Q, (1,)), (1, b))]
+            cols += [_rsum(KQ, (1,)), lax.reshape(_rsum(Q, (0,)), (1, b))]
+        return sums, lax.concatenate(rows, 0), lax.concatenate(cols, 0)
 
-    init = {"sxy": jnp.zeros(g, dt), "sxx": jnp.zeros(g, dt), "syy": jnp.zeros((), dt)}
+    zg = lax.full((g,), 0, dt)
+    init = {"sxy": zg, "sxx": zg, "syy": lax.full((), 0, dt)}
     if want_gamma:
-        init["s1"] = jnp.zeros(g, dt)
-    acc, vec = _sym_sweep(n, block, main, init, dt)
-    a = vec[:g]  # Kt 1
-    sa = jnp.sum(a, axis=1)
-    sxx = acc["sxx"] - 2.0 / nf * jnp.sum(a * a, axis=1) + sa * sa / (nf * nf)
+        init["s1"] = zg
+    acc, vec = _sym_sweep(Np, b, main, init, dt)
+    nf2 = _mul(nf, nf)
+    a = lax.slice_in_dim(vec, 0, g, axis=0)  # Kt 1 (0 on padded rows)
+    sa = _rsum(a, (1,))
+    sxx = _add(_sub(acc["sxx"], _mul(_div(2.0, nf), _rsum(_mul(a, a), (1,)))), _div(_mul(sa, sa), nf2))
     if want_gamma:  # Lc exactly centred
         sxy, syy, cb = acc["sxy"], acc["syy"], rl
     else:
-        bl = vec[g]  # Lt 1
-        sbl = jnp.sum(bl)
-        sxy = acc["sxy"] - 2.0 / nf * (a @ bl) + sa * sbl / (nf * nf)
-        syy = acc["syy"] - 2.0 / nf * jnp.sum(bl * bl) + sbl * sbl / (nf * nf)
-        cb = bl / nf + rl  # exact: L 1 / n
-    gb = jnp.mean(cb)
-    norm = nf * nf
-    hxy, hxx, hyy = sxy / norm, sxx / norm, syy / norm
-    ca = a / nf + rk  # exact: K 1 / n
-    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy), "ca": ca,
-           "ga": jnp.mean(ca, axis=1), "cb": cb, "gb": gb, "sxy": sxy}
+        bl = lax.index_in_dim(vec, g, 0, keepdims=False)  # Lt 1
+        sbl = _rsum(bl, (0,))
+        sxy = _add(_sub(acc["sxy"], _mul(_div(2.0, nf), _dot(a, bl, ((1,), (0,))))),
+                   _div(_mul(sa, sbl), nf2))
+        syy = _add(_sub(acc["syy"], _mul(_div(2.0, nf), _rsum(_mul(bl, bl), (0,)))),
+                   _div(_mul(sbl, sbl), nf2))
+        cb = _add(_div(bl, nf), rl)  # exact: L 1 / n
+    gb = _div(_dot(cb, valid, ((0,), (0,))), nf)
+    hxy, hxx, hyy = _div(sxy, nf2), _div(sxx, nf2), _div(syy, nf2)
+    ca = _add(_div(a, nf), rk)  # exact: K 1 / n
+    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": _mul(hxy, lax.rsqrt(_mul(hxx, hyy))),
+           "ca": lax.slice_in_dim(ca, 0, N, axis=1), "ga": _div(_dot(ca, valid, ((1,), (0,))), nf),
+           "cb": lax.slice_in_dim(cb, 0, N), "gb": gb, "sxy": sxy}
     if want_gamma:
-        kq, q = vec[g:2 * g], vec[2 * g]
-        u = a / nf - (sa / (2.0 * nf * nf))[:, None]  # (g, n): Kc_ij = Kt_ij - u_i - u_j
-        up = _pad_last(u, N)
+        kq = lax.slice_in_dim(vec, g, 2 * g, axis=0)
+        q = lax.index_in_dim(vec, 2 * g, 0, keepdims=False)
+        # Kc_ij = Kt_ij - u_i - u_j
+        u = _sub(_div(a, nf), _bc(_div(sa, _mul(2.0, nf2)), (g, Np), (0,)))
 
         def post(r0, c0):
             Lc = lc_block(r0, c0)
-            t = sl(up, r0) @ (Lc * Lc)  # (g, b)
-            return jnp.sum(t * sl(up, c0), axis=1), None, None
+            t = _dot(_sl(u, r0, b), _mul(Lc, Lc), ((1,), (0,)))  # (g, b)
+            return _rsum(_mul(t, _sl(u, c0, b)), (1,)), None, None
 
-        uqu, _ = _sym_sweep(n, block, post, jnp.zeros(g, dt), dt)
-        s_all = acc["s1"] - 4.0 * jnp.sum(u * kq, axis=1) + 2.0 * ((u * u) @ q) + 2.0 * uqu
-        lc_diag = diag_l - 2.0 * rl + rl_bar
-        kc_diag = (1.0 - 2.0 * rk + rk_bar[:, None]) - 2.0 * u
-        s_b = s_all - (kc_diag * kc_diag) @ (lc_diag * lc_diag)
-        sum_k = sa + nf * nf * rk_bar  # 1'K1
-        res.update(_gamma_params(sum_k, nf * jnp.sum(rl), diag_l, s_b, hxy, n, dt, "V"))
+        uqu, _ = _sym_sweep(Np, b, post, zg, dt)
+        s_all = _add(_add(_sub(acc["s1"], _mul(4.0, _rsum(_mul(u, kq), (1,)))),
+                          _mul(2.0, _dot(_mul(u, u), q, ((1,), (0,))))), _mul(2.0, uqu))
+        lc_diag = _add(_sub(diag_l, _mul(2.0, rl)), rl_bar)
+        kc_diag = _sub(_add(_sub(lax.full_like(rk, 1), _mul(2.0, rk)), _bc(rk_bar, (g, Np), (0,))),
+                       _mul(2.0, u))
+        s_b = _sub(s_all, _dot(_mul(kc_diag, kc_diag), _mul(_mul(lc_diag, lc_diag), valid),
+                               ((1,), (0,))))
+        sum_k = _add(sa, _mul(nf2, rk_bar))  # 1'K1
+        res.update(_gamma_params(sum_k, _mul(nf, _dot(rl, valid, ((0,), (0,)))),
+                                 _dot(diag_l, valid, ((0,), (0,))), s_b, hxy, nf, "V"))
     return res
 
 
-def _gamma_params(sum_k, sum_l, diag_l, s_b, hxy, n, dt, estimator):
+def _gamma_params(sum_k, sum_l, tr_l, s_b, hxy, nf, estimator):
     """Gamma approximation (Gretton et al. 2007) with OpenTURNS' mean / variance formulas.
 
-    ``sum_k`` (g,) = 1'K1, ``sum_l`` = 1'L1, ``diag_l`` (n,) = diag L,
+    ``sum_k`` (g,) = 1'K1, ``sum_l`` = 1'L1, ``tr_l`` = trace L, ``nf`` = n (traced),
     ``s_b`` (g,) = sum_{i != j} ((HKH) o (HLH))_ij^2 (unit-diagonal input kernels).
     """
-    nf = jnp.asarray(n, dt)
-    ex = (sum_k - nf) / (nf * (nf - 1.0))
-    tr_l = jnp.sum(diag_l)
-    ey = (sum_l - tr_l) / (nf * (nf - 1.0))
-    mean = (1.0 - ex) * (tr_l / nf - ey) / nf
-    factor = 2.0 * (nf - 4.0) * (nf - 5.0) / (nf * (nf - 1.0) * (nf - 2.0) * (nf - 3.0))
-    var = s_b * factor / (nf * (nf - 1.0))
-    x = nf * hxy if estimator == "V" else nf * hxy + nf * mean
+    nn1 = _mul(nf, _sub(nf, 1.0))
+    ex = _div(_sub(sum_k, nf), nn1)
+    ey = _div(_sub(sum_l, tr_l), nn1)
+    mean = _div(_mul(_sub(1.0, ex), _sub(_div(tr_l, nf), ey)), nf)
+    factor = _div(_mul(_mul(2.0, _sub(nf, 4.0)), _sub(nf, 5.0)),
+                  _mul(_mul(nn1, _sub(nf, 2.0)), _sub(nf, 3.0)))
+    var = _div(_mul(s_b, factor), nn1)
+    x = _mul(nf, hxy) if estimator == "V" else _add(_mul(nf, hxy), _mul(nf, mean))
     # Gamma(shape, scale) survival function of x: see _gamma_sf
-    return {"gamma_shape": mean * mean / var, "gamma_scale": nf * var / mean, "gamma_x": x,
+    return {"gamma_shape": _div(_mul(mean, mean), var), "gamma_scale": _div(_mul(nf, var), mean),
+            "gamma_x": x,
             "gamma_mean": mean, "gamma_var": var}
 
 
-@partial(
-    jax.jit,
-    static_argnames=("estimator", "out_kind", "cat", "block", "want_gamma", "has_groups",
-                     "single_pass", "out_block"),
-)
-def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, block,
-               want_gamma, has_groups, single_pass=False, out_block=None):
-    """Indices, R2 ingredients and (optionally) Gamma p-values; returns a dict of arrays."""
-    c, n = Xt.shape
-    dt = Xt.dtype
-    nf = jnp.asarray(n, dt)
-    G = groups if has_groups else None
-    Xs = Xt / theta[:, None]
-    Zs = Z if out_kind == "linear" else Z / theta_z
-    diag_l = _output_diag(Z, out_kind)
-    if single_pass:
-        return _single_pass_v(Xs, Zs, G, cat, out_kind, block, n, dt, want_gamma, diag_l,
-                              out_block or block)
+def _two_pass(Xs, Zs, G, gs, cat, out_kind, block, w, valid, dt, estimator, want_gamma,
+              diag_l):
+    """U-statistic and weighted (conditional) V-statistic: (1) weighted row sums ``K w`` and
+    ``L w``, (2) sums of elementwise products of the centred blocks formed on the fly."""
+    N = Xs.shape[1]
+    nf = jnp.sum(valid)
+    nb = -(-N // block)
+    Np = nb * block
+    g = Xs.shape[0] if G is None else G.shape[0]
+    Xp, Zp = _pad_last(Xs, Np), _pad_last(Zs.T, Np).T
+    wp, vp = _pad_zero(w, Np), _pad_zero(valid, Np)
+    ar = jnp.arange(block)
 
-    # ---- pass 1: weighted row sums K w, L w, from the upper-triangle blocks only
-    pairs = _block_pairs(n, block)
+    def grams(r0, c0):
+        K = _input_gram(_sl(Xp, r0, block), _sl(Xp, c0, block), cat, G, gs)  # (g, b, b)
+        L = _output_gram(_sl(Zp, r0, block, 0), _sl(Zp, c0, block, 0), out_kind)  # (b, b)
+        return K, L
 
-    def pass1(carry, args):
-        acc_a, acc_b = carry
-        rows, cols_, vr, vc, wgt = args
-        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)  # (g, b, b)
-        Lt = _output_gram_tile(Zs, rows, cols_, out_kind)  # (b, b)
-        wr = w[rows] * vr
-        wc = w[cols_] * vc
-        off = (wgt > 1.5).astype(dt)  # mirrored block (I < J) also contributes to rows J
-        acc_a = acc_a.at[:, rows].add(jnp.sum(Kt * wc, axis=-1) * vr)
-        acc_a = acc_a.at[:, cols_].add(off * jnp.sum(Kt * wr[:, None], axis=-2) * vc)
-        acc_b = acc_b.at[rows].add(jnp.sum(Lt * wc, axis=-1) * vr)
-        acc_b = acc_b.at[cols_].add(off * jnp.sum(Lt * wr[:, None], axis=-2) * vc)
-        return (acc_a, acc_b), None
+    # ---- pass 1: weighted row sums K w, L w
+    def pass1(r0, c0):
+        K, L = grams(r0, c0)
+        wr, wc = _sl(wp, r0, block), _sl(wp, c0, block)
+        rows = jnp.concatenate([K @ wc, (L @ wc)[None]])
+        cols = jnp.concatenate([jnp.einsum("i,gij->gj", wr, K), (wr @ L)[None]])
+        return (), rows, cols
 
-    g = groups.shape[0] if has_groups else c
-    (a, b), _ = lax.scan(pass1, (jnp.zeros((g, n), dt), jnp.zeros((n,), dt)), pairs)
-
-    # centring vectors / constants
+    _, vec = _sym_sweep(Np, block, pass1, (), dt)
+    a, b = vec[:g] * vp, vec[g] * vp  # (g, Np), (Np,)
+    diag_lp = _pad_last(diag_l, Np)
     if estimator == "V":
         ca = a / nf
-        ga = (ca @ w) / nf
+        ga = (ca @ wp) / nf
         cb = b / nf
-        gb = jnp.dot(cb, w) / nf
+        gb = (cb @ wp) / nf
         norm = nf * nf
-    else:  # U-centring of the zero-diagonal matrices (w == 1)
-        at = a - 1.0
-        bt = b - diag_l
+    else:  # U-centring of the zero-diagonal matrices (w == valid)
+        at = a - vp
+        bt = b - diag_lp * vp
         ca = at / (nf - 2.0)
         ga = jnp.sum(at, axis=1) / ((nf - 1.0) * (nf - 2.0))
         cb = bt / (nf - 2.0)
@@ -600,118 +707,176 @@ def _hsic_core(Xt, theta, groups, Z, theta_z, w, *, estimator, out_kind, cat, bl
         va, vga = a / nf, jnp.sum(a, axis=1) / (nf * nf)
         vb, vgb = b / nf, jnp.sum(b) / (nf * nf)
 
-    # ---- pass 2: sums of products of centred blocks (upper triangle of blocks, weighted)
-    def pass2(carry, args):
-        rows, cols_, vr, vc, wgt = args
-        Kt = _input_gram_tile(Xs, rows, cat, G, cols_)  # (g, b, b)
-        Lt = _output_gram_tile(Zs, rows, cols_, out_kind)  # (b, b)
-        Kc = Kt - ca[:, rows][:, :, None] - ca[:, cols_][:, None, :] + ga[:, None, None]
-        Lc = Lt - cb[rows][:, None] - cb[cols_][None, :] + gb
-        off = vr[:, None] & vc[None, :] & (rows[:, None] != cols_[None, :])
+    # ---- pass 2: sums of products of centred blocks
+    def pass2(r0, c0):
+        K, L = grams(r0, c0)
+        Kc = K - _sl(ca, r0, block)[:, :, None] - _sl(ca, c0, block)[:, None, :] + ga[:, None, None]
+        Lc = L - _sl(cb, r0, block)[:, None] - _sl(cb, c0, block)[None, :] + gb
+        vv = _sl(vp, r0, block)[:, None] * _sl(vp, c0, block)[None, :]
+        off = vv * ((r0 + ar)[:, None] != (c0 + ar)[None, :]).astype(dt)
         if estimator == "V":
-            ww = wgt * (w[rows] * vr)[:, None] * (w[cols_] * vc)[None, :]
+            ww = _sl(wp, r0, block)[:, None] * _sl(wp, c0, block)[None, :]
         else:
-            ww = wgt * off.astype(dt)
+            ww = off
         M = ww * Lc
-        sxy = jnp.sum(Kc * M, axis=(1, 2))
-        sxx = jnp.sum(Kc * Kc * ww, axis=(1, 2))
-        syy = jnp.sum(M * Lc)
-        out = [sxy, sxx, syy]
+        sums = {"sxy": jnp.sum(Kc * M, axis=(1, 2)), "sxx": jnp.sum(Kc * Kc * ww, axis=(1, 2)),
+                "syy": jnp.sum(M * Lc)}
         if want_gamma:
-            Bx = Kt - va[:, rows][:, :, None] - va[:, cols_][:, None, :] + vga[:, None, None]
-            By = Lt - vb[rows][:, None] - vb[cols_][None, :] + vgb
-            P = Bx * (By * (wgt * off.astype(dt)))
-            out.append(jnp.sum(P * Bx * By, axis=(1, 2)))
-        return tuple(cacc + o for cacc, o in zip(carry, out)), None
+            Bx = K - _sl(va, r0, block)[:, :, None] - _sl(va, c0, block)[:, None, :] \
+                + vga[:, None, None]
+            By = L - _sl(vb, r0, block)[:, None] - _sl(vb, c0, block)[None, :] + vgb
+            P = Bx * (By * off)
+            sums["sb"] = jnp.sum(P * Bx * By, axis=(1, 2))
+        return sums, None, None
 
-    init = [jnp.zeros(g, dt), jnp.zeros(g, dt), jnp.zeros((), dt)]
+    init = {"sxy": jnp.zeros(g, dt), "sxx": jnp.zeros(g, dt), "syy": jnp.zeros((), dt)}
     if want_gamma:
-        init.append(jnp.zeros(g, dt))
-    sums, _ = lax.scan(pass2, tuple(init), pairs)
-    hxy, hxx, hyy = sums[0] / norm, sums[1] / norm, sums[2] / norm
-    res = {
-        "hsic": hxy,
-        "hxx": hxx,
-        "hyy": hyy,
-        "r2": hxy / jnp.sqrt(hxx * hyy),
-        "ca": ca,
-        "ga": ga,
-        "cb": cb,
-        "gb": gb,
-        "sxy": sums[0],
-    }
+        init["sb"] = jnp.zeros(g, dt)
+    sums, _ = _sym_sweep(Np, block, pass2, init, dt)
+    hxy, hxx, hyy = sums["sxy"] / norm, sums["sxx"] / norm, sums["syy"] / norm
+    res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": hxy / jnp.sqrt(hxx * hyy),
+           "ca": ca[:, :N], "ga": ga, "cb": cb[:N], "gb": gb, "sxy": sums["sxy"]}
     if want_gamma:
-        res.update(_gamma_params(jnp.sum(a, axis=1), jnp.sum(b), diag_l, sums[3], hxy, n, dt,
-                                 estimator))
+        res.update(_gamma_params(jnp.sum(a, axis=1), jnp.sum(b), diag_lp @ vp, sums["sb"], hxy,
+                                 nf, estimator))
     return res
 
 
 @partial(
     jax.jit,
-    static_argnames=("estimator", "out_kind", "cat", "block", "has_groups", "n_perm", "chunk",
-                     "weighted"),
+    static_argnames=("estimator", "out_kind", "cat", "block", "want_gamma", "has_groups",
+                     "has_gscale", "single_pass", "out_block"),
 )
-def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimator, out_kind,
-               cat, block, has_groups, n_perm, chunk, weighted):
-    """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``.
+def _hsic_core(Xt, theta, gscale, groups, Z, theta_z, w, valid, *, estimator, out_kind, cat,
+               block, want_gamma, has_groups, has_gscale=False, single_pass=False,
+               out_block=None):
+    """Indices, R2 ingredients and (optionally) Gamma moments; returns a dict of arrays.
 
-    Permutation ``b`` is ``jax.random.permutation(jax.random.split(key, n_perm)[b], n)``: the
-    permuted output is ``Y[perm]``.  Permutations are processed ``chunk`` at a time; for each
-    chunk one sweep over the upper-triangle blocks computes the centred input block
-    ``Kc`` (g, b, b) once and the permuted output blocks (chunk, b, b), contracted as one
-    ``(chunk, b^2) x (b^2, g)`` matrix product: the input kernels are recomputed
-    ``ceil(n_perm / chunk)`` times (``g / chunk`` kernel entries per pair and permutation) and
-    the per-permutation work is one output kernel entry and ``2 g`` flops per pair.
+    ``Xt`` (c, N) inputs (columns first), ``theta`` (c,) their bandwidths, ``gscale`` (g,)
+    per-kernel multipliers of the squared distances (used when ``has_gscale``), ``groups``
+    (g, c) (used when ``has_groups``), ``Z`` (N, k) outputs, ``theta_z`` (k,), ``w`` (N,)
+    weights (mean 1 over the sample, 0 on padded rows), ``valid`` (N,) 1 on the sample's
+    rows, 0 on the rows padding it to its bucket.
     """
-    c, n = Xt.shape
     dt = Xt.dtype
     G = groups if has_groups else None
+    gs = gscale if has_gscale else None
+    Xs = _div(Xt, _bc(theta, Xt.shape, (0,)))
+    Zs = Z if out_kind == "linear" else _div(Z, _bc(theta_z, Z.shape, (1,)))
+    diag_l = _output_diag(Z, out_kind)
+    if single_pass:
+        return _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma,
+                              diag_l, out_block or block)
+    return _two_pass(Xs, Zs, G, gs, cat, out_kind, block, w, valid, dt, estimator, want_gamma,
+                     diag_l)
+
+
+def _permutations(key, n_perm, valid):
+    """``n_perm`` permutations of the valid rows (the first ``n`` of ``N``), as (n_perm, N)
+    int32 index arrays; the padded rows stay in place.
+
+    Permutation ``b`` sorts the rows by two 32-bit random keys drawn from
+    ``jax.random.split(jax.random.split(key, n_perm)[b])`` (``jax.random.bits`` of shape
+    (N,)), the padded rows' keys set above all others: a uniformly random permutation
+    (64-bit keys: ties have probability < n^2 / 2^65), identical for every bucket N >= n.
+    """
+    N = valid.shape[0]
+    top = jnp.uint32(0xFFFFFFFF)
+    iota = jnp.arange(N, dtype=jnp.int32)
+
+    def one(k):
+        k1, k2 = jax.random.split(k)
+        b1 = jnp.where(valid > 0, jnp.minimum(jax.random.bits(k1, (N,), jnp.uint32), top - 1), top)
+        b2 = jnp.where(valid > 0, jax.random.bits(k2, (N,), jnp.uint32), top)
+        return lax.sort((b1, b2, iota), num_keys=2, is_stable=True)[2]
+
+    return jax.vmap(one)(jax.random.split(key, n_perm))
+
+
+@partial(
+    jax.jit,
+    static_argnames=("estimator", "out_kind", "cat", "block", "has_groups", "has_gscale",
+                     "n_perm", "chunk", "weighted"),
+)
+def _perm_core(key, Xt, theta, gscale, groups, Z, theta_z, w, valid, ca, ga, cb, gb, *,
+               estimator, out_kind, cat, block, has_groups, has_gscale=False, n_perm, chunk,
+               weighted):
+    """Permutation statistics: returns (n_perm, g) sums ``sum_ij Kc_ij M_pi(i)pi(j)``.
+
+    The permutations are :func:`_permutations` of the valid rows; the permuted output is
+    ``Y[perm]``.  Permutations are processed ``chunk`` at a time; for each chunk one sweep
+    over the upper-triangle blocks computes the centred input block ``Kc`` (g, b, b) once and
+    the permuted output blocks (chunk, b, b), contracted as one ``(chunk, b^2) x (b^2, g)``
+    matrix product: the input kernels are recomputed ``ceil(n_perm / chunk)`` times
+    (``g / chunk`` kernel entries per pair and permutation) and the per-permutation work is
+    one output kernel entry and ``2 g`` flops per pair.
+    """
+    c, N = Xt.shape
+    dt = Xt.dtype
+    G = groups if has_groups else None
+    gs = gscale if has_gscale else None
     Xs = Xt / theta[:, None]
     Zs = Z if out_kind == "linear" else Z / theta_z
     g = groups.shape[0] if has_groups else c
-    nb = -(-n // block)
-    N = nb * block
-    cols = jnp.arange(n)
+    nb = -(-N // block)
+    Np = nb * block
     n_chunks = -(-n_perm // chunk)
-    keys = jax.random.split(key, n_perm)
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (B, n)
+    perms = _permutations(key, n_perm, valid)  # (B, N)
     pad = n_chunks * chunk - n_perm  # identity permutations, discarded at the end
-    perms = jnp.concatenate([perms, jnp.broadcast_to(cols, (pad, n))], axis=0)
-    perms = _pad_last(perms, N)  # padded positions are masked out below
-    # permuted outputs, centring vectors and weights: (n_chunks, chunk, N[, k])
-    zp = Zs[perms].reshape(n_chunks, chunk, N, -1)
-    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, N)
-    wp = w[perms].reshape(n_chunks, chunk, N) if weighted else jnp.zeros((n_chunks, 1), dt)
-    Xp, cap = _pad_last(Xs, N), _pad_last(ca, N)
-    valid = jnp.asarray(np.arange(N) < n, dt)
+    perms = jnp.concatenate([perms, jnp.broadcast_to(jnp.arange(N, dtype=perms.dtype), (pad, N))])
+    perms = _pad_last(perms, Np)  # padded positions are masked out below
+    # permuted outputs, centring vectors and weights: (n_chunks, chunk, Np[, k])
+    zp = Zs[perms].reshape(n_chunks, chunk, Np, -1)
+    cp = (cb[perms] - 0.5 * gb).reshape(n_chunks, chunk, Np)
+    wp = w[perms].reshape(n_chunks, chunk, Np) if weighted else jnp.zeros((n_chunks, 1), dt)
+    Xp, cap, vp = _pad_last(Xs, Np), _pad_last(ca, Np), _pad_zero(valid, Np)
     ar = jnp.arange(block)
     vdiag = estimator == "V"
 
-    def sl(a, start, axis=-1):
-        return lax.dynamic_slice_in_dim(a, start, block, axis)
-
     def one_chunk(args):
-        z, cc, ww = args  # (chunk, N, k), (chunk, N), (chunk, N) or placeholder
+        z, cc, ww = args  # (chunk, Np, k), (chunk, Np), (chunk, Np) or placeholder
 
         def body(r0, c0):
-            K = _input_gram(sl(Xp, r0), sl(Xp, c0), cat, G)  # (g, b, b)
-            mask = sl(valid, r0)[:, None] * sl(valid, c0)[None, :]
+            K = _input_gram(_sl(Xp, r0, block), _sl(Xp, c0, block), cat, G, gs)  # (g, b, b)
+            mask = _sl(vp, r0, block)[:, None] * _sl(vp, c0, block)[None, :]
             if not vdiag:  # U-statistic: off-diagonal entries only
                 mask = mask * ((r0 + ar)[:, None] != (c0 + ar)[None, :]).astype(dt)
-            Kc = (K - sl(cap, r0)[:, :, None] - sl(cap, c0)[:, None, :] + ga[:, None, None]) \
-                * mask
-            Lt = _output_gram(sl(z, r0, 1), sl(z, c0, 1), out_kind)  # (chunk, b, b)
-            M = Lt - sl(cc, r0)[:, :, None] - sl(cc, c0)[:, None, :]
+            Kc = (K - _sl(cap, r0, block)[:, :, None] - _sl(cap, c0, block)[:, None, :]
+                  + ga[:, None, None]) * mask
+            Lt = _output_gram(_sl(z, r0, block, 1), _sl(z, c0, block, 1), out_kind)  # (chunk, b, b)
+            M = Lt - _sl(cc, r0, block)[:, :, None] - _sl(cc, c0, block)[:, None, :]
             if weighted:
-                M = M * (sl(ww, r0)[:, :, None] * sl(ww, c0)[:, None, :])
+                M = M * (_sl(ww, r0, block)[:, :, None] * _sl(ww, c0, block)[:, None, :])
             # one (chunk, b b) x (b b, g) matrix product (einsum's layout is slow on CPU)
             return M.reshape(M.shape[0], -1) @ Kc.reshape(g, -1).T, None, None
 
-        acc, _ = _sym_sweep(n, block, body, jnp.zeros((chunk, g), dt), dt)
+        acc, _ = _sym_sweep(Np, block, body, jnp.zeros((chunk, g), dt), dt)
         return acc
 
     stats = lax.map(one_chunk, (zp, cp, wp))  # (n_chunks, chunk, g)
     return stats.reshape(n_chunks * chunk, g)[:n_perm]
+
+
+@partial(jax.jit, static_argnames=("cat", "block", "has_groups"))
+def _target_index_at(inv_theta2, Xt, groups, zc, *, cat, block, has_groups):
+    """``sum_ij K^g_ij zc_i zc_j / n^2`` for every kernel ``g`` at its own bandwidth
+    (``inv_theta2`` (g,) = 1 / theta_g^2): the V-statistic HSIC with the linear kernel on
+    the centred indicator ``zc`` (0 on padded rows), as a function of the bandwidths: the
+    objective of ``bandwidth="max"``.  One pass, ``N^2 g / 2`` kernel entries."""
+    c, N = Xt.shape
+    dt = Xt.dtype
+    G = groups if has_groups else None
+    nb = -(-N // block)
+    Np = nb * block
+    Xp, zp = _pad_last(Xt, Np), _pad_zero(zc, Np)
+    g = inv_theta2.shape[0]
+
+    def body(r0, c0):
+        K = _input_gram(_sl(Xp, r0, block), _sl(Xp, c0, block), cat, G, inv_theta2)
+        return (K @ _sl(zp, c0, block)) @ _sl(zp, r0, block), None, None
+
+    acc, _ = _sym_sweep(Np, block, body, jnp.zeros(g, dt), dt)
+    return acc
 
 
 # ----------------------------------------------------------------------------- validation
@@ -720,19 +885,40 @@ def _perm_core(key, Xt, theta, groups, Z, theta_z, w, ca, ga, cb, gb, *, estimat
 _ESTIMATORS = ("V", "U")
 _PVALUES = (None, "gamma", "permutation")
 _CONVENTIONS = ("conservative", "openturns")
+#: Smallest sample sizes: see hsic's docstring ("Raises").
+MIN_N = {"V": 3, "U": 4, "gamma": 6}
+
+
+def _working_dtype():
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
 def _as_float_array(a, name):
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}")
     try:
-        arr = np.asarray(a) if not isinstance(a, jax.Array) else a
+        arr = np.asarray(a)
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise TypeError(f"{name} must be array-like: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must have a numeric dtype, got {arr.dtype}")
-    # host-side NumPy copy in the working precision (float32, or float64 under x64)
-    return np.asarray(arr, dtype=np.dtype(jnp.result_type(float)))
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    dt = _working_dtype()
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the value
+        out = np.asarray(arr, dtype=dt)
+    if dt != arr.dtype and np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > dt.itemsize:
+        with np.errstate(over="ignore", invalid="ignore"):
+            over = np.isinf(out) & np.isfinite(arr)
+        if over.any():
+            where = np.argwhere(over.reshape(arr.shape[0], -1) if arr.ndim else over.reshape(1, 1))
+            row, col = (int(v) for v in where[0])
+            val = arr.reshape(arr.shape[0], -1)[row, col] if arr.ndim else arr
+            raise ValueError(
+                f"{name} column {col} overflows {dt} (row {row} holds {float(val):.6g}; the "
+                f"largest {dt} is {float(np.finfo(dt).max):.6g}): rescale {name} or compute in "
+                f"float64 (jax.config.update('jax_enable_x64', True))")
+    return out
 
 
 def _check_finite(arr, name):
@@ -798,18 +984,36 @@ def _categorical_mask(kernel, d):
                     "categorical column indices or a list of per-column kernel names")
 
 
-def _resolve_bandwidth(spec, X, name, cat=None, pooled_ok=True):
+_RULES = ("std", "median", "pooled_median", "max")
+
+
+def _check_bandwidth_values(th, name, cat=None):
+    if cat is not None and any(cat):
+        th = np.where(np.asarray(cat), np.ones_like(th), th)
+    bad = ~(np.isfinite(th) & (th > 0))
+    if bad.any():
+        col = int(np.flatnonzero(bad)[0])
+        what = "X" if name == "bandwidth" else "Y"
+        raise ValueError(f"{name} for {what} column {col} is {th[col]!r}: it must be finite and "
+                         f"> 0 (is the column constant?)")
+    return th
+
+
+def _resolve_bandwidth(spec, X, name, cat=None, rules=_RULES):
+    """Per-column bandwidths (d,) for a rule or a value; "max" is resolved later."""
     d = X.shape[1]
     if isinstance(spec, str):
+        if spec not in rules:
+            opts = ", ".join(repr(r) for r in rules)
+            raise ValueError(f"{name} must be {opts}, a positive number or an array, got {spec!r}")
         if spec == "std":  # on the host, accumulated in float64
             th = np.std(X.astype(np.float64), axis=0, ddof=1)
         elif spec == "median":
             th = np.asarray(median_bandwidth(X))
-        elif spec == "pooled_median" and pooled_ok:
-            th = np.full((d,), np.asarray(pooled_median_bandwidth(X)))
-        else:
-            opts = "'std', 'median', 'pooled_median'" if pooled_ok else "'std', 'median'"
-            raise ValueError(f"{name} must be {opts}, a positive number or an array, got {spec!r}")
+        elif spec == "pooled_median":  # per column (per kernel), zeros included
+            th = np.array([pooled_median_bandwidth(X[:, j]) for j in range(d)])
+        else:  # "max": placeholder, the search needs the output
+            th = np.ones(d)
     else:
         if isinstance(spec, bool):
             raise TypeError(f"{name} must be a string, a number or an array, got a bool")
@@ -824,28 +1028,23 @@ def _resolve_bandwidth(spec, X, name, cat=None, pooled_ok=True):
             raise ValueError(f"{name} must be a scalar or have shape ({d},), got "
                              f"{tuple(th.shape)}")
     th = np.asarray(th).astype(X.dtype)
-    if cat is not None and any(cat):
-        th = np.where(np.asarray(cat), np.ones_like(th), th)
-    thn = th
-    bad = ~(np.isfinite(thn) & (thn > 0))
-    if bad.any():
-        col = int(np.flatnonzero(bad)[0])
-        what = "X" if name == "bandwidth" else "Y"
-        raise ValueError(f"{name} for {what} column {col} is {thn[col]!r}: it must be finite and "
-                         f"> 0 (is the column constant?)")
-    return th
+    return _check_bandwidth_values(th, name, cat)
 
 
 def _auto_tile(n, g, tile_size):
-    """Returns the side of the square blocks."""
+    """Returns the side of the square blocks of the two-pass estimators."""
     if tile_size is None:
         block = int(min(n, max(32, math.isqrt(AUTO_TILE_ELEMENTS // g))))
-    elif (isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral)
-          or tile_size < 1):
-        raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
     else:
         block = int(min(tile_size, n))
     return block
+
+
+def _check_tile(tile_size):
+    if tile_size is not None and (isinstance(tile_size, bool)
+                                  or not isinstance(tile_size, numbers.Integral)
+                                  or tile_size < 1):
+        raise ValueError(f"tile_size must be a positive integer or None, got {tile_size!r}")
 
 
 def _balanced_block(n, target):
@@ -862,7 +1061,7 @@ def _balanced_block(n, target):
     return -(-n // nb0)
 
 
-def _apply_filter(f, y, name):
+def _apply_filter(f, y, name, novello=False):
     """Apply a TargetFilter or a callable (n,) -> (n,) to the univariate output y (n,)."""
     if isinstance(f, tuple):
         if len(f) == 2 and f[0] == "best":
@@ -872,7 +1071,13 @@ def _apply_filter(f, y, name):
     if not callable(f):
         raise TypeError(f"{name} must be a TargetFilter, ('best', q) or a callable, got "
                         f"{type(f).__name__}")
-    out = np.asarray(f(jnp.asarray(y)), dtype=y.dtype)
+    if isinstance(f, TargetFilter):
+        if novello and f.kind == "best":  # the authors' np.quantile(Y, p, method="lower")
+            out = (y <= np.quantile(y, f.q, method="lower")).astype(y.dtype)
+        else:
+            out = f._numpy(y)
+    else:
+        out = np.asarray(f(jnp.asarray(y)), dtype=y.dtype)
     if out.ndim == 2 and out.shape[1] == 1:
         out = out[:, 0]
     if out.shape != y.shape:
@@ -882,20 +1087,33 @@ def _apply_filter(f, y, name):
     return f, out
 
 
-# ----------------------------------------------------------------------------- public API
+@dataclasses.dataclass
+class _Prepared:
+    """Host-side (NumPy) inputs of the core, before padding to a bucket."""
+
+    X: np.ndarray  # (n, d)
+    Z: np.ndarray  # (n, k): output, filtered output or (scaled) indicator
+    theta: np.ndarray  # (d,) per-column bandwidths
+    theta_z: np.ndarray  # (k,)
+    w: np.ndarray  # (n,) weights, mean 1
+    cat: tuple
+    out_kind: str
+    goal: str
+    rule: Optional[str]  # the bandwidth rule name, or None for values
 
 
 def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditional, pvalue,
              n_permutations, key, kernel, convention):
     if convention not in (None, "novello2023"):
         raise ValueError(f"convention must be None or 'novello2023', got {convention!r}")
-    if convention == "novello2023":
+    novello = convention == "novello2023"
+    if novello:
         if estimator != "V":
             raise ValueError("convention='novello2023' uses the V-statistic (estimator='V')")
         if target is None:
             raise ValueError("convention='novello2023' needs target=best_fraction(q) "
                              "(or ('best', q))")
-        if bandwidth == "std":
+        if isinstance(bandwidth, str) and bandwidth == "std":
             bandwidth = "pooled_median"
     if estimator not in _ESTIMATORS:
         raise ValueError(f"estimator must be 'V' or 'U', got {estimator!r}")
@@ -903,13 +1121,16 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
         raise ValueError(f"pvalue must be None, 'gamma' or 'permutation', got {pvalue!r}")
     X, Y2 = _validate_xy(X, Y)
     n, d = X.shape
-    min_n = 4 if estimator == "U" else 2
-    if pvalue == "gamma":
-        min_n = 6
+    min_n = MIN_N["gamma"] if pvalue == "gamma" else MIN_N[estimator]
     if n < min_n:
+        why = {"V": "at n = 2 every centred Gram matrix is a multiple of [[1, -1], [-1, 1]], so "
+                    "R2-HSIC = 1 whatever the data",
+               "U": "the U-statistic divides by n (n - 3)",
+               "gamma": "the Gamma variance has the factor (n - 4)(n - 5)"}
+        reason = why["gamma" if pvalue == "gamma" else estimator]
         raise ValueError(f"n={n} samples is too small: estimator={estimator!r}"
                          f"{' with gamma p-values' if pvalue == 'gamma' else ''} needs "
-                         f"n >= {min_n}")
+                         f"n >= {min_n} ({reason})")
     if target is not None and conditional is not None:
         raise ValueError("give either target or conditional, not both")
     if conditional is not None and estimator == "U":
@@ -926,7 +1147,6 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
             raise ValueError("pvalue='permutation' needs an explicit PRNG key "
                              "(key=jax.random.key(0))")
     cat = _categorical_mask(kernel, d)
-    theta = _resolve_bandwidth(bandwidth, X, "bandwidth", cat=cat)
 
     goal = "global"
     out_kind = "gaussian"
@@ -937,12 +1157,17 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
             raise ValueError("target / conditional analyses need a univariate Y (n,) or (n, 1)")
     if target is not None:
         goal = "target"
-        f, z = _apply_filter(target, Y2[:, 0], "target")
+        f, z = _apply_filter(target, Y2[:, 0], "target", novello)
         if isinstance(f, TargetFilter) and f.kind == "best":
             out_kind = "linear"
-        Z = z[:, None]
+        elif novello:
+            raise ValueError("convention='novello2023' needs target=best_fraction(q) "
+                             "(or ('best', q))")
         if float(np.std(z)) == 0.0:
             raise ValueError("target filter is constant on this sample: no output variation")
+        if novello:  # the authors' p^2 MMD^2 = HSIC_V with the indicator scaled by q n / m
+            z = z * X.dtype.type(f.q * n / float(np.sum(z)))
+        Z = z[:, None]
     elif conditional is not None:
         goal = "conditional"
         if callable(conditional) or isinstance(conditional, tuple):
@@ -959,14 +1184,19 @@ def _prepare(X, Y, *, estimator, bandwidth, output_bandwidth, target, conditiona
         if float(mw) <= 0.0:
             raise ValueError("conditional weights are all zero on this sample")
         w = (wt / mw).astype(X.dtype)
+    rule = bandwidth if isinstance(bandwidth, str) else None
+    if rule == "max" and (out_kind != "linear" or estimator != "V"):
+        raise ValueError("bandwidth='max' maximizes the goal-oriented index of Novello et al. "
+                         "(2023): it needs estimator='V' and target=best_fraction(q)")
+    theta = _resolve_bandwidth(bandwidth, X, "bandwidth", cat=cat)
     if out_kind == "linear":
         theta_z = np.full((Z.shape[1],), np.nan, X.dtype)
     else:
         ob = output_bandwidth
         if ob is None:
-            ob = bandwidth if bandwidth in ("std", "median") else "std"
-        theta_z = _resolve_bandwidth(ob, Z, "output_bandwidth", pooled_ok=False)
-    return X, Z, theta, theta_z, w, cat, out_kind, goal
+            ob = bandwidth if isinstance(bandwidth, str) and bandwidth in ("std", "median") else "std"
+        theta_z = _resolve_bandwidth(ob, Z, "output_bandwidth", rules=("std", "median"))
+    return _Prepared(X, Z, theta, theta_z, w, cat, out_kind, goal, rule)
 
 
 def _gamma_sf(res, dtype):
@@ -978,71 +1208,144 @@ def _gamma_sf(res, dtype):
     """
     import scipy.special
 
-    a = np.asarray(res["gamma_shape"], np.float64)
-    sc = np.asarray(res["gamma_scale"], np.float64)
-    x = np.asarray(res["gamma_x"], np.float64)
+    a, sc, x = (np.asarray(v, np.float64) for v in
+                jax.device_get((res["gamma_shape"], res["gamma_scale"], res["gamma_x"])))
     with np.errstate(invalid="ignore", divide="ignore"):
         p = scipy.special.gammaincc(a, np.maximum(x, 0.0) / sc)
-    return jnp.asarray(p, dtype)
+    return jnp.asarray(p.astype(dtype))
 
 
 def _pvalues_from_perm(stats, obs, convention):
+    stats, obs = np.asarray(stats), np.asarray(obs)
     if convention == "openturns":
-        cnt = jnp.sum(stats > obs[None, :], axis=0)
+        cnt = np.sum(stats > obs[None, :], axis=0)
         return cnt / (stats.shape[0] + 1.0)
-    cnt = jnp.sum(stats >= obs[None, :], axis=0)
+    cnt = np.sum(stats >= obs[None, :], axis=0)
     return (1.0 + cnt) / (stats.shape[0] + 1.0)
 
 
-def _run(*args, **kwargs):
-    # Full float32 matrix products: on GPUs the default lets XLA use TF32 (10-bit
-    # mantissas), which would break the float32-vs-float64 agreement of the sums.
-    with jax.default_matmul_precision("highest"):
-        return _run_core(*args, **kwargs)
+@contextlib.contextmanager
+def _no_gc_pauses():
+    """Python's cyclic garbage collector paused while the cores are traced and dispatched:
+    tracing allocates many short-lived objects, and the collections it triggers took half of
+    the tracing time of a first call (measured: 0.10-0.11 s -> 0.05 s).  Nothing cyclic is
+    created here, and the collector is restored (if it was on) right after."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
-def _run_core(X, Z, theta, theta_z, w, cat, out_kind, groups, *, estimator, pvalue, n_permutations,
-              key, tile_size, pvalue_convention, perm_chunk, weighted=False):
-    n, d = X.shape
+def _padded(prep, N, groups=None, gscale=None):
+    """Arrays of ``prep`` padded to ``N`` rows (copies of the last row, weight 0), in the
+    layout of the core (inputs columns first)."""
+    n = prep.X.shape[0]
+    rows = np.minimum(np.arange(N), n - 1)
+    dt = prep.X.dtype
+    valid = (np.arange(N) < n).astype(dt)
+    Xt = np.ascontiguousarray(prep.X[rows].T)
+    Z = prep.Z[rows]
+    w = prep.w[rows] * valid
+    d = prep.X.shape[1]
+    G = np.zeros((1, d), dt) if groups is None else np.asarray(groups, dt)
+    gs = np.ones(G.shape[0], dt) if gscale is None else np.asarray(gscale, dt)
+    return Xt, G, gs, Z, w, valid
+
+
+def _max_bandwidths(prep, N, groups, block):
+    """``bandwidth="max"``: per kernel, the bandwidth in ``MAX_BANDWIDTH_BOUNDS`` maximizing
+    the target index (vectorized Brent search, all kernels in one pass per step)."""
+    n = prep.X.shape[0]
+    Xt, G, _, Z, _, valid = _padded(prep, N, groups)
+    z = Z[:, 0].astype(np.float64) * valid
+    zc = (z - np.sum(z) / n) * valid
+    cat = prep.cat if any(prep.cat) else None
+    g = G.shape[0] if groups is not None else Xt.shape[0]
+    dt = prep.X.dtype
+    zc = zc.astype(dt)
+
+    def f(theta):
+        val = _target_index_at(np.asarray(1.0 / theta**2, dt), Xt, G, zc, cat=cat, block=block,
+                               has_groups=groups is not None)
+        return np.asarray(val, np.float64) / n**2
+
+    lo, hi = MAX_BANDWIDTH_BOUNDS
+    theta, _, _ = maximize_bounded(f, lo, hi, g, xatol=MAX_BANDWIDTH_XATOL)
+    return theta.astype(dt)
+
+
+def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permutations, key,
+         tile_size, pvalue_convention, perm_chunk, bucket):
+    """Pads ``prep`` to its bucket and runs the jitted cores.  ``kernel_bandwidth``: None
+    (per-column bandwidths ``prep.theta``) or "pooled_median"/"max" (one bandwidth per group
+    of ``groups``).  Returns (result dict, p-values (g,) NumPy, per-kernel bandwidths or
+    None)."""
+    n, d = prep.X.shape
     has_groups = groups is not None
     g = groups.shape[0] if has_groups else d
-    block = _auto_tile(n, g, tile_size)
-    cat_s = cat if any(cat) else None
-    X, Z, theta, theta_z, w = (jnp.asarray(a) for a in (X, Z, theta, theta_z, w))
-    Xt = X.T
-    gr = groups.astype(X.dtype) if has_groups else jnp.zeros((1, d), X.dtype)
+    N = bucket_size(n) if bucket else n
+    weighted = prep.goal == "conditional"
+    cat_s = prep.cat if any(prep.cat) else None
+    block = _auto_tile(N, g, tile_size)
     single = estimator == "V" and not weighted
     # the single pass keeps a kernel block and its products live at once: smaller blocks
     # stay in cache (see SINGLE_PASS_TILE_ELEMENTS)
     tile = GAMMA_TILE_ELEMENTS if pvalue == "gamma" else SINGLE_PASS_TILE_ELEMENTS
-    core_block = _balanced_block(n, math.isqrt(tile // g)) if single and tile_size is None else block
-    out_block = _balanced_block(n, math.isqrt(OUTPUT_TILE_ELEMENTS)) if tile_size is None else block
-    res = _hsic_core(Xt, theta, gr, Z, theta_z, w, estimator=estimator, out_kind=out_kind,
-                     cat=cat_s, block=core_block, want_gamma=(pvalue == "gamma"),
-                     has_groups=has_groups, single_pass=single,
-                     out_block=out_block)
-    pv = jnp.full((g,), jnp.nan, X.dtype)
-    if pvalue == "gamma":
-        pv = _gamma_sf(res, X.dtype)
-    elif pvalue == "permutation":
-        chunk = min(n_permutations, PERM_CHUNK) if perm_chunk is None else int(perm_chunk)
-        perm_block = block if tile_size is not None else _balanced_block(
-            n, math.isqrt(PERM_BLOCK_ELEMENTS // chunk))
-        if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            k = key
+    core_block = _balanced_block(N, math.isqrt(tile // g)) if single and tile_size is None else block
+    out_block = _balanced_block(N, math.isqrt(OUTPUT_TILE_ELEMENTS)) if tile_size is None else block
+    theta = prep.theta
+    gscale = None
+    if kernel_bandwidth is not None and has_groups:  # one bandwidth per kernel (group)
+        if kernel_bandwidth == "max":
+            kb = _max_bandwidths(prep, N, groups, core_block)
         else:
-            k = jnp.asarray(key)
-        stats = _perm_core(k, Xt, theta, gr, Z, theta_z, w, res["ca"], res["ga"], res["cb"],
-                           res["gb"], estimator=estimator, out_kind=out_kind, cat=cat_s,
-                           block=perm_block, has_groups=has_groups, n_perm=int(n_permutations),
-                           chunk=chunk, weighted=weighted)
-        pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(X.dtype)
-    return res, pv
+            kb = np.array([pooled_median_bandwidth(prep.X[:, np.flatnonzero(row)])
+                           for row in groups])
+            kb = _check_bandwidth_values(np.asarray(kb, prep.X.dtype), "bandwidth")
+        theta = np.ones(d, prep.X.dtype)
+        gscale = (1.0 / kb.astype(np.float64) ** 2).astype(prep.X.dtype)
+    elif kernel_bandwidth == "max":
+        theta = _max_bandwidths(prep, N, None, core_block)
+        kb = theta
+    else:
+        kb = None
+    # rows padded on the host up to a whole number of the single pass's blocks
+    Xt, G, gs, Z, w, valid = _padded(prep, -(-N // core_block) * core_block, groups, gscale)
+    has_gscale = gscale is not None
+    with jax.default_matmul_precision("highest"), _no_gc_pauses():
+        # Full float32 matrix products: on GPUs the default lets XLA use TF32 (10-bit
+        # mantissas), which would break the float32-vs-float64 agreement of the sums.
+        res = _hsic_core(Xt, theta, gs, G, Z, prep.theta_z, w, valid, estimator=estimator,
+                         out_kind=prep.out_kind, cat=cat_s, block=core_block,
+                         want_gamma=(pvalue == "gamma"), has_groups=has_groups,
+                         has_gscale=has_gscale, single_pass=single, out_block=out_block)
+        pv = np.full((g,), np.nan, prep.X.dtype)
+        if pvalue == "gamma":
+            pv = _gamma_sf(res, prep.X.dtype)
+        elif pvalue == "permutation":
+            chunk = min(n_permutations, PERM_CHUNK) if perm_chunk is None else int(perm_chunk)
+            perm_block = block if tile_size is not None else _balanced_block(
+                N, math.isqrt(PERM_BLOCK_ELEMENTS // chunk))
+            if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+                k = key
+            else:  # a legacy uint32 key
+                k = jnp.asarray(key)
+            stats = _perm_core(k, Xt, theta, gs, G, Z, prep.theta_z, w, valid, res["ca"],
+                               res["ga"], res["cb"], res["gb"], estimator=estimator,
+                               out_kind=prep.out_kind, cat=cat_s, block=perm_block,
+                               has_groups=has_groups, has_gscale=has_gscale,
+                               n_perm=int(n_permutations), chunk=chunk, weighted=weighted)
+            pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(prep.X.dtype)
+    return res, pv, kb
 
 
 def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=None,
          conditional=None, pvalue=None, n_permutations=1000, key=None, kernel=None,
-         tile_size=None, convention=None, pvalue_convention="conservative", perm_chunk=None):
+         tile_size=None, convention=None, pvalue_convention="conservative", perm_chunk=None,
+         bucket=True):
     """HSIC and R2-HSIC sensitivity indices of each input column of ``X`` on the output ``Y``.
 
     Args:
@@ -1050,11 +1353,17 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
         float64 when ``jax_enable_x64`` is on.
       Y: (n,) or (n, k) outputs; for k > 1 a product Gaussian kernel is used on Y.
       estimator: ``"V"`` (biased V-statistic, Gretton et al. 2005, ``ot.HSICVStat``) or ``"U"``
-        (unbiased U-statistic, Song et al. 2012, ``ot.HSICUStat``; needs n >= 4).
+        (unbiased U-statistic, Song et al. 2012, ``ot.HSICUStat``; needs n >= 4).  ``r2``
+        uses the estimator's own HSICs; see "Bias of R2-HSIC" in the module docstring: for
+        rankings at small n, the U-statistic R2 is the unbiased choice.
       bandwidth: Gaussian kernel bandwidth ``theta`` of the inputs, in the units of ``X``:
         ``"std"`` (std with ddof=1, OpenTURNS / R convention), ``"median"`` (median of the
-        pairwise distances, diagonal excluded), ``"pooled_median"`` (Novello et al. 2023), a
-        positive number, or a (d,) array.  Kernel ``exp(-0.5 (|x - x'| / theta)^2)``.
+        pairwise distances, diagonal excluded), ``"pooled_median"`` (Novello et al. 2023:
+        per input, the median of all ``n^2`` distances, zeros of the diagonal included),
+        ``"max"`` (Novello et al. 2023: per input, the bandwidth in ``MAX_BANDWIDTH_BOUNDS``
+        that maximizes the index, by a vectorized bounded Brent search; V-statistic with
+        ``target=best_fraction(q)`` only), a positive number, or a (d,) array.  Kernel
+        ``exp(-0.5 (|x - x'| / theta)^2)``.
       output_bandwidth: bandwidth(s) of the output kernel ((k,) or scalar); default: ``"std"``
         of the (filtered) output (or ``"median"`` when ``bandwidth="median"``).
       target: goal-oriented (target) HSIC: ``best_fraction(q)`` / ``("best", q)`` (indicator of
@@ -1076,81 +1385,107 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
         Needs n >= 6; not for ``conditional``.  The final survival function is evaluated on the
         host with ``scipy.special.gammaincc`` in float64.
       n_permutations: number B of permutations of Y (shared by all inputs).
-      key: JAX PRNG key, required for permutation p-values.
+      key: JAX PRNG key, required for permutation p-values.  Permutation ``b`` sorts the
+        sample's rows by 64 random bits from ``jax.random.split(key, B)[b]``.
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a
         (d,) boolean mask, a list of column indices, ``"categorical"`` (all), or a list of
         per-column names ``"gaussian"`` / ``"categorical"``.
       tile_size: side ``b`` of the square blocks (``None``: automatic and cache-sized, see the
-        module docstring: about ``isqrt(2^19 / d)`` for the one-pass V-statistic, 80 for the
-        permutations, ``isqrt(2^21 / d)`` otherwise, clipped to [32, n]); ``tile_size=n``
-        computes everything in one (d, n, n) block (same result up to rounding).
-      convention: ``None`` or ``"novello2023"`` (pooled-median bandwidth, V-statistic; needs
-        ``target=best_fraction(q)``).
+        module docstring); ``tile_size >= n`` computes everything in one block (same result
+        up to rounding).
+      convention: ``None`` (textbook HSIC) or ``"novello2023"``: what the authors' ``hsic.py``
+        computes (needs ``target=best_fraction(q)``; V-statistic): the threshold is
+        ``np.quantile(Y, q, method="lower")``, the index is ``q^2 MMD^2(X, X | best)`` (their
+        ``p**2 * MMD``), i.e. the textbook V-statistic times ``(q n / m)^2`` (m = number of
+        selected rows: ``m / n`` differs from ``q`` with ties or rounding), and the default
+        bandwidth is their median, ``"pooled_median"``.  R2-HSIC and p-values are unchanged
+        by the factor.
       pvalue_convention: counting of the permutation p-value: ``"conservative"`` (default,
         ``(1 + #{HSIC_b >= HSIC_obs}) / (1 + B)``, a valid p-value under the null, Phipson &
         Smyth 2010) or ``"openturns"`` (``#{HSIC_b > HSIC_obs} / (1 + B)``, which can be 0).
       perm_chunk: permutations per sweep over the input kernels (default
         ``min(n_permutations, PERM_CHUNK)`` = 100).
+      bucket: pad n up to its sample-size bucket (:mod:`hsens_jax.sensitivity.buckets`) with
+        rows of weight zero, so that nearby sample sizes share one compiled program (also
+        across processes, through the persistent compilation cache); the result is the same
+        up to rounding.  ``False`` compiles for the exact n.
 
     Returns:
       :class:`HSICResult` with ``hsic``, ``r2``, ``pvalue`` of shape (d,).
 
     Raises:
-      ValueError / TypeError on bad shapes, NaN/inf (naming the column), n too small, unknown
-      options, or incompatible options (U with conditional, gamma with conditional).
+      ValueError / TypeError on bad shapes, NaN/inf (naming the column), values that
+      overflow float32 (naming the column, row and value), unknown options, incompatible
+      options (U with conditional, gamma with conditional), or n too small: the V-statistic
+      needs n >= 3 (at n = 2 the centred Gram matrices of all inputs and of the output are
+      multiples of one 2 x 2 matrix, so R2-HSIC = 1 for every input whatever the data), the
+      U-statistic n >= 4 (it divides by n (n - 3)), Gamma p-values n >= 6 (their variance
+      has the factor (n - 4)(n - 5)).
     """
+    ensure_compilation_cache()
     if pvalue_convention not in _CONVENTIONS:
         raise ValueError(f"pvalue_convention must be 'conservative' or 'openturns', got "
                          f"{pvalue_convention!r}")
-    X, Z, theta, theta_z, w, cat, out_kind, goal = _prepare(
-        X, Y, estimator=estimator, bandwidth=bandwidth, output_bandwidth=output_bandwidth,
-        target=target, conditional=conditional, pvalue=pvalue, n_permutations=n_permutations,
-        key=key, kernel=kernel, convention=convention)
-    res, pv = _run(X, Z, theta, theta_z, w, cat, out_kind, None, estimator=estimator,
-                   pvalue=pvalue, n_permutations=n_permutations, key=key, tile_size=tile_size,
-                   pvalue_convention=pvalue_convention, perm_chunk=perm_chunk,
-                   weighted=(goal == "conditional"))
+    _check_tile(tile_size)
+    prep = _prepare(X, Y, estimator=estimator, bandwidth=bandwidth,
+                    output_bandwidth=output_bandwidth, target=target, conditional=conditional,
+                    pvalue=pvalue, n_permutations=n_permutations, key=key, kernel=kernel,
+                    convention=convention)
+    res, pv, kb = _run(prep, None, "max" if prep.rule == "max" else None, estimator=estimator,
+                       pvalue=pvalue, n_permutations=n_permutations, key=key,
+                       tile_size=tile_size, pvalue_convention=pvalue_convention,
+                       perm_chunk=perm_chunk, bucket=bucket)
+    theta = prep.theta if kb is None else kb
     return HSICResult(
-        hsic=res["hsic"], r2=res["r2"], pvalue=pv, bandwidth=jnp.asarray(theta),
-        output_bandwidth=jnp.asarray(theta_z),
+        hsic=res["hsic"], r2=res["r2"], pvalue=jnp.asarray(pv), bandwidth=jnp.asarray(theta),
+        output_bandwidth=jnp.asarray(prep.theta_z),
         hsic_yy=res["hyy"], estimator=estimator, pvalue_method=pvalue,
-        n_permutations=int(n_permutations) if pvalue == "permutation" else 0, goal=goal,
+        n_permutations=int(n_permutations) if pvalue == "permutation" else 0, goal=prep.goal,
         pvalue_convention=pvalue_convention)
 
 
-def hsic_novello(X, Y, q, *, pvalue=None, n_permutations=1000, key=None, tile_size=None):
-    """Novello et al. (2023) goal-oriented HSIC of hyperparameters.
+def hsic_novello(X, Y, q, *, bandwidth="pooled_median", pvalue=None, n_permutations=1000,
+                 key=None, tile_size=None):
+    """Novello et al. (2023) goal-oriented HSIC of hyperparameters, as their ``hsic.py``.
 
-    V-statistic; one Gaussian bandwidth for all inputs = median of all pooled absolute pairwise
-    differences of the (already normalized) inputs, zeros included; output = indicator of the
-    best (lowest) fraction ``q`` of ``Y`` with a linear kernel.
+    ``hsic(X, Y, target=best_fraction(q), convention="novello2023", ...)``: V-statistic,
+    output = indicator of the best (lowest) fraction ``q`` of ``Y`` (threshold
+    ``np.quantile(Y, q, method="lower")``) with a linear kernel, index ``q^2 MMD^2``, and per
+    input the authors' median bandwidth (all ``n^2`` distances, zeros included) or, with
+    ``bandwidth="max"``, the bandwidth in ``(1e-4, 5)`` maximizing the index.
 
     Args:
       X: (n, d) normalized hyperparameter configurations
         (``hsens_jax.space.Space.normalize(configs, method="novello")``).
       Y: (n,) losses / errors (lower is better).
       q: fraction of best runs in (0, 1).
+      bandwidth: ``"pooled_median"`` (the authors' default), ``"max"`` or values.
       pvalue, n_permutations, key, tile_size: as in :func:`hsic`.
 
     Returns:
       :class:`HSICResult`.
     """
-    return hsic(X, Y, estimator="V", bandwidth="pooled_median", target=best_fraction(q),
+    return hsic(X, Y, estimator="V", bandwidth=bandwidth, target=best_fraction(q),
                 pvalue=pvalue, n_permutations=n_permutations, key=key, tile_size=tile_size,
                 convention="novello2023")
 
 
 def hsic_interactions(X, Y, *, pairs=None, groups=None, metric="hsic", estimator="V",
                       bandwidth="std", output_bandwidth=None, target=None, conditional=None,
-                      kernel=None, tile_size=None, convention=None):
+                      kernel=None, tile_size=None, convention=None, bucket=True):
     """HSIC of pairs (or groups) of inputs against Y with product kernels, vectorized.
 
-    The kernel of a pair/group is the product of its columns' kernels (bandwidths chosen per
-    column exactly as in :func:`hsic`).  All pairs/groups are estimated in one pass.
+    The kernel of a pair/group is the product of its columns' Gaussian kernels.  With a
+    per-column bandwidth rule (``"std"``, ``"median"``, values) each column keeps its own
+    bandwidth, as in :func:`hsic`.  With ``"pooled_median"`` or ``"max"`` (the default of
+    ``convention="novello2023"``) every kernel has ONE bandwidth, chosen for that kernel as
+    the authors do when they pass the pair ``X[:, [i, j]]`` to their ``hsic.py``: the median
+    of the pair's ``2 n^2`` pooled distances, or the maximizer of the pair's index.  All
+    pairs/groups are estimated in one pass.
 
     Args:
       X, Y, estimator, bandwidth, output_bandwidth, target, conditional, kernel, tile_size,
-        convention: as in :func:`hsic`.
+        convention, bucket: as in :func:`hsic`.
       pairs: optional list of ``(i, j)`` column pairs; default: all pairs ``i < j``.
       groups: optional list of lists of column indices; if given, the result is a
         (len(groups),) vector for those groups instead of the (d, d) matrix.
@@ -1161,15 +1496,17 @@ def hsic_interactions(X, Y, *, pairs=None, groups=None, metric="hsic", estimator
       {X_i, X_j}, NaN for pairs not requested), or a (len(groups),) vector when ``groups`` is
       given.
     """
+    ensure_compilation_cache()
     if metric not in ("hsic", "r2"):
         raise ValueError(f"metric must be 'hsic' or 'r2', got {metric!r}")
     if pairs is not None and groups is not None:
         raise ValueError("give pairs or groups, not both")
-    X, Z, theta, theta_z, w, cat, out_kind, goal = _prepare(
-        X, Y, estimator=estimator, bandwidth=bandwidth, output_bandwidth=output_bandwidth,
-        target=target, conditional=conditional, pvalue=None, n_permutations=1, key=None,
-        kernel=kernel, convention=convention)
-    n, d = X.shape
+    _check_tile(tile_size)
+    prep = _prepare(X, Y, estimator=estimator, bandwidth=bandwidth,
+                    output_bandwidth=output_bandwidth, target=target, conditional=conditional,
+                    pvalue=None, n_permutations=1, key=None, kernel=kernel,
+                    convention=convention)
+    n, d = prep.X.shape
     if groups is not None:
         glist = []
         for gi, grp in enumerate(groups):
@@ -1188,22 +1525,24 @@ def hsic_interactions(X, Y, *, pairs=None, groups=None, metric="hsic", estimator
                     raise ValueError(f"pairs[{pi}] must be two distinct column indices, got {p!r}")
                 plist.append(tuple(idx))
         glist = [[i] for i in range(d)] + [list(p) for p in plist]
-    Gm = np.zeros((len(glist), d))
+    Gm = np.zeros((len(glist), d), prep.X.dtype)
     for gi, grp in enumerate(glist):
         Gm[gi, grp] = 1.0
-    res, _ = _run(X, Z, theta, theta_z, w, cat, out_kind, jnp.asarray(Gm, X.dtype),
-                  estimator=estimator, pvalue=None, n_permutations=1, key=None,
-                  tile_size=tile_size, pvalue_convention="conservative", perm_chunk=None)
-    vals = res[metric]
+    per_kernel = prep.rule if prep.rule in ("pooled_median", "max") else None
+    res, _, _ = _run(prep, Gm, per_kernel, estimator=estimator, pvalue=None, n_permutations=1,
+                     key=None, tile_size=tile_size, pvalue_convention="conservative",
+                     perm_chunk=None, bucket=bucket)
+    vals = np.asarray(res[metric])
     if groups is not None:
-        return vals
-    mat = jnp.full((d, d), jnp.nan, X.dtype)
-    mat = mat.at[jnp.arange(d), jnp.arange(d)].set(vals[:d])
+        return jnp.asarray(vals)
+    mat = np.full((d, d), np.nan, vals.dtype)
+    mat[np.arange(d), np.arange(d)] = vals[:d]
     if plist:
-        pi = jnp.asarray([p[0] for p in plist])
-        pj = jnp.asarray([p[1] for p in plist])
-        mat = mat.at[pi, pj].set(vals[d:]).at[pj, pi].set(vals[d:])
-    return mat
+        pi = np.array([p[0] for p in plist])
+        pj = np.array([p[1] for p in plist])
+        mat[pi, pj] = vals[d:]
+        mat[pj, pi] = vals[d:]
+    return jnp.asarray(mat)
 
 
 def _check_indices(seq, d, name):

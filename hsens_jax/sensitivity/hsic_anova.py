@@ -170,8 +170,8 @@ def _input_bandwidth(spec, X):
             th = np.std(X, axis=0, ddof=1)
         elif spec == "median":
             th = np.asarray(median_bandwidth(X), float)
-        elif spec == "pooled_median":
-            th = np.full(d, float(pooled_median_bandwidth(X)))
+        elif spec == "pooled_median":  # per input, zeros included: as hsic's (and the analysis') kernels
+            th = np.array([float(pooled_median_bandwidth(X[:, j])) for j in range(d)])
         else:
             raise ValueError(f"bandwidth must be 'std', 'median', 'pooled_median', a number or an array, got {spec!r}")
     else:

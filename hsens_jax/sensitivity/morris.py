@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm
 
+from hsens_jax.compile_cache import ensure_compilation_cache
 from hsens_jax.sensitivity._table import interval, number, per_input_table, picker
 from hsens_jax.sensitivity.sobol import _check_confidence, _check_nonneg_int, _Domain, _evaluate_in_chunks
 
@@ -171,6 +172,7 @@ def morris_indices(X, Y, bounds_or_space, *, levels: int = 4, n_bootstrap: int =
 
     Reference: Morris (1991); Campolongo et al. (2007).
     """
+    ensure_compilation_cache()
     dom = _Domain(bounds_or_space, names)
     levels = _check_levels(levels)
     confidence = _check_confidence(confidence)
@@ -232,6 +234,7 @@ def morris(f, bounds_or_space, r: int, *, levels: int = 4, n_bootstrap: int = 10
 
     Reference: Morris (1991); Campolongo et al. (2007).
     """
+    ensure_compilation_cache()
     X = morris_design(bounds_or_space, r, levels=levels, seed=seed, names=names)
     Y = _evaluate_in_chunks(f, X, chunk_size)
     return morris_indices(X, Y, bounds_or_space, levels=levels, n_bootstrap=n_bootstrap,

@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from hsens_jax.compile_cache import ensure_compilation_cache
 from hsens_jax.sensitivity._table import number, per_input_table, picker
 from hsens_jax.sensitivity.sobol import _Domain, _evaluate_in_chunks
 
@@ -226,6 +227,7 @@ def one_at_a_time(f, space_or_bounds, base=None, *, n_points: int = 9, log_scale
     all runs (in chunks of ``chunk_size`` if given) and returns ``(N,)`` or ``(N, k)``.
     Other arguments as :func:`oat_design`. Returns :class:`OATResult`.
     """
+    ensure_compilation_cache()
     design = oat_design(space_or_bounds, base, n_points=n_points, log_scale=log_scale,
                         max_levels=max_levels, names=names)
     Y = _evaluate_in_chunks(f, design.X, chunk_size)

@@ -101,7 +101,10 @@ def _script(run_dir, chunk=2):
 
 
 def test_killed_process_resumes(small_digits, tmp_path):
-    """SIGKILL a sweep process once a chunk is on disk; the same command finishes it."""
+    """SIGKILL a sweep process once a chunk is on disk; the same command finishes it. While the
+    first process writes, a second writer is refused with the holder's pid."""
+    from hsens_jax.results import RunDirectoryLocked
+
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", _script(tmp_path / "run")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -109,6 +112,10 @@ def test_killed_process_resumes(small_digits, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not list(chunks.glob("*.npz")):
         time.sleep(0.05)
+    if proc.poll() is None:
+        with pytest.raises(RunDirectoryLocked, match=f"process {proc.pid}"):
+            run_sweep(small_digits, SPACE, _configs(8), fixed=FIXED, seeds=[0], chunk_size=2, n_evals=3,
+                      progress=False, run_dir=tmp_path / "run")
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -135,6 +142,14 @@ def test_sharded_over_four_cpu_devices_equals_unsharded(small_digits, tmp_path):
                        progress=False)
     for name in ("final_val_loss", "val_loss_curve", "train_curve"):
         np.testing.assert_allclose(sharded.metrics[name], single.metrics[name], rtol=1e-5, err_msg=name)
+    # resuming under other conditions is refused, naming what changed, never mixed
+    from hsens_jax.results import SettingsMismatch
+
+    kw = dict(fixed=FIXED, seeds=[0], chunk_size=8, n_evals=3, progress=False, run_dir=tmp_path / "run")
+    with pytest.raises(SettingsMismatch, match=r'(?s)devices: "4 x cpu" -> "1 x cpu".*--cpu-devices 4'):
+        run_sweep(small_digits, SPACE, _configs(8), **kw)
+    with jax.enable_x64(True), pytest.raises(SettingsMismatch, match=r'precision: "float32" -> "float64"'):
+        run_sweep(small_digits, SPACE, _configs(8), devices=jax.devices()[:1], **kw)
 
 
 def test_invalid_sweeps_are_rejected_with_the_culprit_named(small_digits, tmp_path):
@@ -156,6 +171,29 @@ def test_invalid_sweeps_are_rejected_with_the_culprit_named(small_digits, tmp_pa
     with pytest.raises(ValueError, match="width"):
         bad = {**configs, "width": configs["width"] + 0.5}
         run_sweep(small_digits, SPACE, bad, fixed=FIXED, progress=False)
+    for bad_args, match in (({"n_evals": 0}, "n_evals"), ({"n_evals": -1}, "n_evals"),
+                            ({"eval_batch_size": 0}, "eval_batch_size"), ({"seeds": [0, 0]}, "duplicates"),
+                            ({"cv": 1}, "cv")):
+        with pytest.raises(ValueError, match=match):
+            run_sweep(small_digits, SPACE, configs, fixed=FIXED, progress=False, **bad_args)
+    for param, match in ((Float("dropout", 0.0, 1.5), r"'dropout': 1.5 is outside its valid range \[0, 1\)"),
+                         (Float("learning_rate", -0.1, 0.1), r"'learning_rate': the space's low bound -0.1 is outside"),
+                         (Int("width", 0, 8), "'width' must be a positive integer, got 0"),
+                         (Float("momentum", 0.5, 1.2), r"'momentum': the space's high bound 1.2 is outside")):
+        sp = Space([param])  # the space's bounds are checked, not only the drawn values
+        with pytest.raises(ValueError, match=match):
+            run_sweep(small_digits, sp, sp.sample(2, "random", seed=0), fixed=FIXED, progress=False)
+    # a setting no configuration's optimizer reads is refused; read by only some, warned about
+    sp = Space([Float("momentum", 0.5, 0.9)])
+    with pytest.raises(ValueError, match="'momentum' has no effect.*condition"):
+        run_sweep(small_digits, sp, sp.sample(2), fixed={**FIXED, "optimizer": "sgd"}, progress=False)
+    from hsens_jax.engine.hyperparameters import HyperparameterWarning
+    from hsens_jax.engine.sweep import plan_sweep
+
+    sp = Space([Categorical("optimizer", ["sgd", "momentum"]), Float("momentum", 0.5, 0.9)])
+    with pytest.warns(HyperparameterWarning, match="'momentum' has no effect in"):
+        plan_sweep(small_digits, sp, {"optimizer": np.array([0.0, 1.0]), "momentum": np.array([0.6, 0.7])},
+                   fixed=FIXED)
     with pytest.raises(ValueError, match="optimizer"):
         sp = Space([Categorical("optimizer", ["sgd", "lion"])])
         run_sweep(small_digits, sp, sp.sample(4), fixed=FIXED, progress=False)
@@ -197,3 +235,20 @@ def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
     assert len(res.meta["groups"]) == 2 and len(threads) == 2
     assert all(name.startswith("hsens-compile") for name in threads)
     np.testing.assert_array_equal(res.metrics["final_val_loss"], reference.metrics["final_val_loss"])
+
+
+def test_a_second_batch_of_configurations_compiles_nothing(small_digits, compilations):
+    """Programs are sized from the space: a new batch of configurations inside the same space
+    (a search's next batch) reuses the compiled programs, whatever its widths and optimizers."""
+    space = Space([Float("learning_rate", 1e-3, 0.3, log=True), Categorical("optimizer", ["sgd", "adam"]),
+                   Int("width", 4, 32), Int("depth", 1, 2), Categorical("activation", ["relu", "tanh"])])
+    kw = dict(fixed={"steps": 5}, n_evals=2, progress=False, chunk_size=8)
+    first = space.sample(8, "random", seed=0)
+    run_sweep(small_digits, space, first, **kw)
+    second = space.sample(16, "random", seed=1)  # new widths (the largest may differ), new optimizers
+    second = {n: c[8:] for n, c in second.items()}
+    assert second["width"].max() != first["width"].max() or second["depth"].max() != first["depth"].max()
+    with compilations() as c:
+        res = run_sweep(small_digits, space, second, **kw)
+    assert c.count == 0, f"{c.count} compilation(s) for a batch inside the same space"
+    assert np.isfinite(res.metrics["final_val_loss"]).all()

@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +165,75 @@ def test_a_diverging_step_keeps_the_last_finite_parameters(small_digits):
             np.testing.assert_array_equal(a, b)
         assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(s.params))
     assert np.isnan(float(step(history[-1], 6)[1]))
+
+
+def test_divergence_criteria_are_recorded(small_digits):
+    """Finite runs are flagged too: a loss blowing up past BLOWUP x its initial value, and a run
+    stuck at the chance level (log C) on both training and validation sets; the reason is kept."""
+    import optax
+
+    import sys
+
+    import hsens_jax as hs
+    from hsens_jax.engine.sweep import run_sweep
+
+    tr_mod = sys.modules["hsens_jax.engine.train"]
+    # gradient *ascent* (optax.scale by +lr) blows the loss up, finitely; lr = 0 learns nothing
+    space = hs.Space([hs.Float("lr", 0.0, 5.0)])
+    model = hs.Model(lambda hp: _TinyNet(), optimizer=lambda hp: optax.scale(hp["lr"]), name="ascent")
+    descent = hs.Model(lambda hp: _TinyNet(), optimizer=lambda hp: optax.sgd(hp["lr"]), name="descent")
+    kw = dict(fixed={"steps": 40, "batch_size": 32}, n_evals=2, progress=False)
+    up = run_sweep(small_digits, space, {"lr": np.array([5.0])}, model=model, **kw)
+    down = run_sweep(small_digits, space, {"lr": np.array([0.0, 0.5])}, model=descent, **kw)
+    assert up.metrics["diverged_reason"][0, 0] == 2  # loss_blowup
+    assert up.metrics["final_val_loss"][0, 0] > tr_mod.BLOWUP * up.metrics["initial_val_loss"][0, 0]
+    assert np.isfinite(up.metrics["final_val_loss"][0, 0])
+    assert down.metrics["diverged_reason"][:, 0].tolist() == [3, 0]  # lr = 0: chance level; lr = 0.5 learns
+    assert down.metrics["diverged"][:, 0].tolist() == [True, False]
+    assert tr_mod.DIVERGENCE_REASONS[3] == "chance_level"
+
+
+class _TinyNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+
+def test_patience_follows_scikit_learns_rule(small_digits):
+    """Per-run early stopping: with one curve point per epoch, the step a run stops at is the one
+    scikit-learn's rule (count checks not improving the best by tol, stop when the count exceeds
+    n_iter_no_change) gives on that run's epoch losses; a stopped run keeps its stopped state."""
+    from functools import partial
+
+    from hsens_jax.engine.train import Patience
+
+    ds = small_digits
+    data = prepare_data(ds)
+    spe = ds.n_train // 32
+    epochs = 30
+    base = _spec(ds, optimizers=("sgd",), n_steps=epochs * spe, n_evals=epochs)
+    spec = TrainSpec(base.model, ds.task, 32, epochs * spe, ds.n_train, optimizers=("sgd",), n_evals=epochs,
+                     patience=Patience(n_iter_no_change=2, tol=0.02))
+    hp = hp_from_values({"learning_rate": np.array([1e-4, 0.02, 0.3]), "optimizer": "sgd"}, spec)
+    keys = jax.vmap(jax.random.key)(jnp.arange(3))
+    run = lambda s: jax.jit(jax.vmap(partial(train, s), in_axes=(None, 0, 0, None)))(data, hp, keys, None)  # noqa
+    free, early = run(base), run(spec)
+    for r in range(3):
+        losses = np.asarray(free["train_curve"][r])  # the epoch means of the unstopped run
+        best, count, stop_epoch = np.inf, 0, None
+        for e, value in enumerate(losses):
+            count = count + 1 if value > best - 0.02 else 0
+            best = min(best, value)
+            if count > 2:
+                stop_epoch = e
+                break
+        if stop_epoch is None:
+            assert not bool(early["stopped"][r])
+            np.testing.assert_allclose(early["final_val_loss"][r], free["final_val_loss"][r], rtol=1e-5)
+        else:
+            assert bool(early["stopped"][r]) and int(early["stopped_step"][r]) == (stop_epoch + 1) * spe - 1
+            curve = np.asarray(early["val_loss_curve"][r])
+            np.testing.assert_allclose(curve[: stop_epoch + 1], np.asarray(free["val_loss_curve"][r])[: stop_epoch + 1],
+                                       rtol=1e-5)
+            np.testing.assert_allclose(curve[stop_epoch + 1:], curve[stop_epoch], rtol=1e-6)  # frozen from then on
+    assert len(set(np.asarray(early["stopped_step"]).tolist())) > 1  # each run on its own

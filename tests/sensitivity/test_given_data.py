@@ -117,3 +117,29 @@ def test_table_lists_s1_raw_and_bins():
     a = lines[2].split()
     assert a[0] == "a" and float(a[1]) == round(float(res.S1[0]), 3) and int(a[3]) == int(res.bins[0])
     assert float(a[1]) > 0.99 and abs(float(lines[3].split()[1])) < 0.02
+
+
+def test_nearby_sample_sizes_share_one_program_and_padding_changes_nothing():
+    import importlib
+
+    gd = importlib.import_module("hsens_jax.sensitivity.given_data")
+    rng = np.random.default_rng(7)
+    X = rng.uniform(size=(710, 3))
+    Y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2 + 0.1 * rng.normal(size=710)
+    with jax.enable_x64(True):
+        a = given_data_first_order(X[:640], Y[:640], bins=16)  # bucket 710
+        size = gd._binned._cache_size()
+        b = given_data_first_order(X[:700], Y[:700], bins=16)
+        assert gd._binned._cache_size() == size  # no new program
+        full = given_data_first_order(X, Y, bins=16)  # n = bucket: nothing padded
+    # the estimate at n = 700 by hand: bins of 700 / 16 ranks, conditional means
+    y = Y[:700] - Y[:700].mean()
+    ref = []
+    for j in range(3):
+        r = np.argsort(np.argsort(X[:700, j])) + 1
+        ids = (r * 16 + 700 - 1) // 700 - 1
+        ssb = sum(y[ids == k].sum() ** 2 / (ids == k).sum() for k in range(16))
+        sst = (y * y).sum()
+        ref.append((ssb - 15 * (sst - ssb) / (700 - 16)) / sst)
+    np.testing.assert_allclose(b.S1, ref, rtol=1e-12)
+    assert np.all(np.isfinite(a.S1)) and np.all(np.isfinite(full.S1))

@@ -98,6 +98,18 @@ def x64():
     return jax.enable_x64(True)
 
 
+def np_permutations(key, B, n):
+    """hsic's documented permutation draw, rebuilt in NumPy from jax.random.bits: permutation
+    b sorts the rows by the 64-bit keys (bits(k1), bits(k2)), k1, k2 = split(split(key, B)[b])."""
+    out = []
+    for kb in jax.random.split(key, B):
+        k1, k2 = jax.random.split(kb)
+        b1 = np.minimum(np.asarray(jax.random.bits(k1, (n,), jnp.uint32)), 2**32 - 2)
+        b2 = np.asarray(jax.random.bits(k2, (n,), jnp.uint32))
+        out.append(np.lexsort((b2, b1)))
+    return np.array(out)
+
+
 # ----------------------------------------------------------------------------- vs NumPy
 
 
@@ -268,21 +280,85 @@ def test_interactions_match_numpy(estimator):
     np.testing.assert_allclose(G, [f(Ks[0] * Ks[1] * Ks[2], L), f(Ks[3], L)], rtol=1e-10)
 
 
-def test_novello_convention():
-    rng = np.random.default_rng(10)
-    X = rng.uniform(0, 1, (60, 3))
-    Y = (X[:, 0] - 0.3) ** 2 + 0.05 * X[:, 1] + 0.01 * rng.normal(size=60)
-    theta = np.median(np.abs(X[:, None, :] - X[None, :, :]))  # all pairs, zeros included
-    wv = (Y <= np.quantile(Y, 0.1)).astype(float)
-    Lw = np.outer(wv, wv)
+def np_novello(x, Y, p, bw):
+    """Novello et al. (2023), hsic.py, transcribed in float64 NumPy: p^2 MMD^2 between the
+    sample and its rows with Y <= np.quantile(Y, p, method="lower"), isotropic Gaussian kernel
+    exp(-|x - x'|^2 / (2 bw^2)) on the given column(s)."""
+    x = np.asarray(x, float).reshape(len(Y), -1)
+    sel = x[Y <= np.quantile(Y, p, method="lower")]
+
+    def mean_k(a, b):
+        diff = a[:, None, :] - b[None, :, :]
+        return np.mean(np.exp(-np.sum(diff**2, axis=-1) / (2 * bw**2)))
+
+    return p**2 * (mean_k(x, x) + mean_k(sel, sel) - 2 * mean_k(x, sel))
+
+
+def np_novello_median(x):
+    x = np.asarray(x, float).reshape(x.shape[0], -1)
+    return np.median(np.abs(x[:, None, :] - x[None, :, :]))  # all ordered pairs, zeros too
+
+
+def novello_data(seed, n=70):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 1, (n, 3))
+    Y = np.round((X[:, 0] - 0.3) ** 2 + 0.05 * X[:, 1] + 0.01 * rng.normal(size=n), 2)  # ties
+    return X, Y
+
+
+def test_novello_convention_equals_the_authors_formulas():
+    X, Y = novello_data(10)
+    q = 0.1
+    m = int(np.sum(Y <= np.quantile(Y, q, method="lower")))
+    assert m != round(q * len(Y))  # ties: m / n differs from q, the scale matters
     with x64():
-        r = hsic_novello(X, Y, 0.1)
-        r2 = hsic(X, Y, convention="novello2023", target=best_fraction(0.1))
-    np.testing.assert_allclose(r.bandwidth, [theta] * 3, rtol=1e-12)
-    np.testing.assert_allclose(r.hsic, [np_hsic_v(np_gauss(X[:, i], theta), Lw)
-                                        for i in range(3)], rtol=1e-10)
+        r = hsic_novello(X, Y, q)
+        r2 = hsic(X, Y, convention="novello2023", target=best_fraction(q))
+        r_text = hsic(X, Y, target=best_fraction(q), bandwidth=np.asarray(r.bandwidth))
+        M = hsic_interactions(X, Y, convention="novello2023", target=best_fraction(q))
+    bws = [np_novello_median(X[:, i]) for i in range(3)]  # one median per input
+    np.testing.assert_allclose(r.bandwidth, bws, rtol=1e-14)
+    expect = [np_novello(X[:, i], Y, q, bws[i]) for i in range(3)]
+    np.testing.assert_allclose(r.hsic, expect, rtol=1e-11)
     np.testing.assert_allclose(r2.hsic, r.hsic, rtol=1e-14)
+    # the factor between the conventions: (q n / m)^2; R2 and p-values do not change
+    np.testing.assert_allclose(r.hsic, np.asarray(r_text.hsic) * (q * len(Y) / m) ** 2,
+                               rtol=1e-11)
+    np.testing.assert_allclose(r.r2, r_text.r2, rtol=1e-11)
     assert int(np.argmax(r.r2)) == 0
+    # pairs: one median bandwidth pooled over the pair's 2 n^2 distances, isotropic kernel
+    for i in range(3):
+        for j in range(3):
+            cols = [i] if i == j else [i, j]
+            bw = np_novello_median(X[:, cols])
+            np.testing.assert_allclose(M[i, j], np_novello(X[:, cols], Y, q, bw), rtol=1e-10)
+
+
+def test_novello_max_bandwidth_finds_the_maximum():
+    X, Y = novello_data(11)
+    q = 0.2
+    with x64():
+        r = hsic_novello(X, Y, q, bandwidth="max")
+        M = hsic_interactions(X, Y, pairs=[(0, 1)], convention="novello2023",
+                              target=best_fraction(q), bandwidth="max")
+    grid = np.geomspace(1e-4, 5, 4000)
+    for i in range(3):
+        vals = np.array([np_novello(X[:, i], Y, q, b) for b in grid])
+        best = vals.max()
+        # the index at the returned bandwidth is the authors' index there ...
+        np.testing.assert_allclose(r.hsic[i], np_novello(X[:, i], Y, q, float(r.bandwidth[i])),
+                                   rtol=1e-11)
+        # ... and it is the maximum over the interval (a fine grid cannot beat it)
+        assert float(r.hsic[i]) >= best * (1 - 1e-9), (i, float(r.hsic[i]), best)
+        assert abs(np.log(float(r.bandwidth[i]) / grid[np.argmax(vals)])) < 0.01
+    # the same as scipy's bounded Brent search used by the authors
+    from scipy.optimize import minimize_scalar
+    b0 = minimize_scalar(lambda b: -np_novello(X[:, 0], Y, q, b), bounds=(1e-4, 5),
+                         method="bounded").x
+    np.testing.assert_allclose(r.bandwidth[0], b0, atol=2e-5)
+    vals = np.array([np_novello(X[:, [0, 1]], Y, q, b) for b in grid])
+    assert float(M[0, 1]) >= vals.max() * (1 - 1e-9)
+    np.testing.assert_allclose(M[0, 0], r.hsic[0], rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- permutations
@@ -291,8 +367,7 @@ def test_novello_convention():
 def np_perm_pvalues(K_list, L, key, B, wv=None, estimator="V", convention="conservative"):
     """Permutation p-values with the same permutations as the package (documented draw)."""
     n = L.shape[0]
-    keys = jax.random.split(key, B)
-    perms = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, n))(keys))
+    perms = np_permutations(key, B, n)
     f = np_hsic_v if estimator == "V" else np_hsic_u
     if wv is None:
         obs = np.array([f(K, L) for K in K_list])
@@ -443,6 +518,9 @@ def test_bad_input_errors():
     Yn[0] = np.inf
     with pytest.raises(ValueError, match="Y column 0"):
         hsic(X, Yn)
+    with pytest.raises(ValueError, match=r"n >= 3 \(at n = 2 .*R2-HSIC = 1"):
+        hsic(X[:2], Y[:2])  # gave R2 = 1 for every input
+    assert np.all(np.isfinite(np.asarray(hsic(X[:3], Y[:3]).r2)))
     with pytest.raises(ValueError, match="n >= 4"):
         hsic(X[:3], Y[:3], estimator="U")
     with pytest.raises(ValueError, match="n >= 6"):
@@ -495,8 +573,18 @@ def test_bad_input_errors():
         hsic(X, Y, convention="novello")
     with pytest.raises(ValueError, match="best_fraction"):
         hsic(X, Y, convention="novello2023")
+    with pytest.raises(ValueError, match="best_fraction"):
+        hsic(X, Y, convention="novello2023", target=critical_domain(3.0))
+    with pytest.raises(ValueError, match="target=best_fraction"):
+        hsic(X, Y, bandwidth="max")
     with pytest.raises(TypeError, match="numeric"):
         hsic(np.array([["a", "b"]] * 20), Y)
+    Yb = Y.copy()
+    Yb[7] = 3.5e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"Y column 0 overflows float32 \(row 7 holds 3\.5e\+39"):
+        hsic(X, Yb)
+    with x64():  # fine in float64
+        assert np.isfinite(float(hsic(X, Yb).r2[0]))
     with pytest.raises(ValueError, match="pairs"):
         hsic_interactions(X, Y, pairs=[(0, 0)])
     with pytest.raises(ValueError, match="out of range"):
@@ -611,9 +699,10 @@ def _batched(X, Y, estimator, want_gamma):
     def one(x, y):
         th = jnp.std(x, axis=0, ddof=1)
         thy = jnp.std(y, axis=0, ddof=1)
-        return _hsic_core(x.T, th, jnp.zeros((1, d), x.dtype), y, thy, jnp.ones(n, x.dtype),
-                          estimator=estimator, out_kind="gaussian", cat=None, block=n,
-                          want_gamma=want_gamma, has_groups=False,
+        ones = jnp.ones(n, x.dtype)
+        return _hsic_core(x.T, th, jnp.ones(1, x.dtype), jnp.zeros((1, d), x.dtype), y, thy,
+                          ones, ones, estimator=estimator, out_kind="gaussian", cat=None,
+                          block=n, want_gamma=want_gamma, has_groups=False,
                           single_pass=estimator == "V"), th, thy  # the path hsic() takes
 
     return jax.jit(jax.vmap(one))(jnp.asarray(X), jnp.asarray(Y))
@@ -650,8 +739,9 @@ def test_permutation_pvalues_calibrated_under_null_and_powerful():
         keys = jax.random.split(jax.random.key(7), reps)
 
         def one(k, x, y, t, ty, ca, ga, cb, gb):
-            return _perm_core(k, x.T, t, jnp.zeros((1, 2), x.dtype), y, ty,
-                              jnp.ones(n, x.dtype), ca, ga, cb, gb, estimator="V",
+            ones = jnp.ones(n, x.dtype)
+            return _perm_core(k, x.T, t, jnp.ones(1, x.dtype), jnp.zeros((1, 2), x.dtype), y, ty,
+                              ones, ones, ca, ga, cb, gb, estimator="V",
                               out_kind="gaussian", cat=None, block=n, has_groups=False,
                               n_perm=B, chunk=33, weighted=False)
 
@@ -686,3 +776,84 @@ def test_table_lists_indices_and_pvalues():
     assert hsic(X, X[:, 1]).table().splitlines()[2].split()[-1] == "-"
     with pytest.raises(ValueError, match="1 names for 2 indices"):
         res.table(names=["a"])
+
+
+# ----------------------------------------------------------------------------- sample-size buckets
+
+
+def _count_core_compilations(fn):
+    """Number of compilations of the HSIC programs while ``fn`` runs (jax_log_compiles)."""
+    import logging
+
+    seen = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Compiling jit(_hsic_core)") or msg.startswith("Compiling jit(_perm_core)"):
+                seen.append(msg)
+
+    h = Handler()
+    logger = logging.getLogger("jax")
+    logger.addHandler(h)
+    try:
+        with jax.log_compiles(True):
+            fn()
+    finally:
+        logger.removeHandler(h)
+    return len(seen)
+
+
+def test_sample_sizes_of_one_bucket_share_one_compiled_program():
+    rng = np.random.default_rng(30)
+    X = rng.uniform(size=(60, 7))  # d = 7: shapes no other test compiles
+    Y = np.sin(4 * X[:, 0]) + X[:, 1]
+    kw = dict(pvalue="gamma", bandwidth="median")
+    assert _count_core_compilations(lambda: hsic(X[:41], Y[:41], **kw)) == 1  # bucket 45
+    assert _count_core_compilations(lambda: hsic(X[:43], Y[:43], **kw)) == 0
+    assert _count_core_compilations(lambda: hsic(X[:45], Y[:45], **kw)) == 0
+    assert _count_core_compilations(lambda: hsic(X[:46], Y[:46], **kw)) == 1  # bucket 50
+    assert _count_core_compilations(lambda: hsic(X[:46], Y[:46], bucket=False, **kw)) == 1
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_padded_results_equal_unpadded(precision):
+    X, Y = data(31, n=37, d=3)  # bucket 40: three padded rows
+    rng = np.random.default_rng(0)
+    X[:, 2] = rng.normal(size=37)
+    key = jax.random.key(9)
+    f64 = precision == "float64"
+    rtol = 1e-11 if f64 else 2e-5
+    perm = dict(pvalue="permutation", n_permutations=30, key=key)
+    cases = [dict(estimator="V", pvalue="gamma"),
+             dict(conditional=critical_domain(4.0, smoothing=0.3), **perm)]
+    if f64:
+        cases += [dict(estimator="U", **perm),
+                  dict(target=best_fraction(0.3), convention="novello2023", bandwidth="max")]
+    with jax.enable_x64(f64):
+        for kw in cases:
+            pad, exact = hsic(X, Y, **kw), hsic(X, Y, bucket=False, **kw)
+            scale = float(np.max(np.abs(np.asarray(exact.hsic))))
+            for f in ("hsic", "r2", "pvalue", "bandwidth"):
+                np.testing.assert_allclose(np.asarray(getattr(pad, f)), np.asarray(getattr(exact, f)),
+                                           rtol=rtol, atol=rtol * scale if f == "hsic" else 0,
+                                           equal_nan=True, err_msg=f"{kw} {f}")
+            np.testing.assert_allclose(pad.hsic_yy, exact.hsic_yy, rtol=rtol)
+        if f64:
+            kw = dict(target=best_fraction(0.3), convention="novello2023")
+            np.testing.assert_allclose(hsic_interactions(X, Y, **kw),
+                                       hsic_interactions(X, Y, bucket=False, **kw), rtol=rtol)
+
+
+def test_r2_bias_under_independence_v_biased_u_unbiased():
+    """The docstring's numbers: mean R2-HSIC of independent X, Y at n = 11 is about 0.19 with
+    the V-statistic and 0 (within Monte Carlo error) with the U-statistic."""
+    X, Y = _null_batch(5, 1500, 11, d=1)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    with x64():
+        rv, _, _ = _batched(X, Y, "V", False)
+        ru, _, _ = _batched(X, Y, "U", False)
+    v, u = np.asarray(rv["r2"])[:, 0], np.asarray(ru["r2"])[:, 0]
+    assert 0.17 < v.mean() < 0.21, v.mean()
+    assert abs(u.mean()) < 4 * u.std(ddof=1) / np.sqrt(u.size), u.mean()
+    assert np.all(np.abs(u) <= 1 + 1e-12)

@@ -51,13 +51,36 @@ def make(seed, n, d):
     return X, Y[:, None]
 
 
-def core(X, Y, block, want_gamma, single_pass):
+def padded(X, Y, pad):
+    """Rows padded with copies of the last one, and the validity mask (weights)."""
+    n = X.shape[0]
+    rows = np.minimum(np.arange(n + pad), n - 1)
+    valid = (np.arange(n + pad) < n).astype(X.dtype)
+    return X[rows], Y[rows], valid
+
+
+def core(X, Y, block, want_gamma, single_pass, pad=0, estimator="V"):
     n, d = X.shape
     th, ty = X.std(0, ddof=1), Y.std(0, ddof=1)
-    return _hsic_core(jnp.asarray(X.T), jnp.asarray(th), jnp.zeros((1, d)), jnp.asarray(Y),
-                      jnp.asarray(ty), jnp.ones(n), estimator="V", out_kind="gaussian", cat=None,
-                      block=block, want_gamma=want_gamma, has_groups=False,
-                      single_pass=single_pass), th, ty
+    Xp, Yp, valid = padded(X, Y, pad)
+    return _hsic_core(jnp.asarray(Xp.T), jnp.asarray(th), jnp.ones(1, X.dtype),
+                      jnp.zeros((1, d), X.dtype), jnp.asarray(Yp), jnp.asarray(ty),
+                      jnp.asarray(valid), jnp.asarray(valid), estimator=estimator,
+                      out_kind="gaussian", cat=None, block=block, want_gamma=want_gamma,
+                      has_groups=False, single_pass=single_pass), th, ty
+
+
+def np_permutations(key, B, n):
+    """The documented draw of hsic's permutations, rebuilt from jax.random.bits in NumPy:
+    permutation b sorts the rows by the 64-bit keys (bits(k1), bits(k2)) of
+    k1, k2 = split(split(key, B)[b])."""
+    out = []
+    for kb in jax.random.split(key, B):
+        k1, k2 = jax.random.split(kb)
+        b1 = np.minimum(np.asarray(jax.random.bits(k1, (n,), jnp.uint32)), 2**32 - 2)
+        b2 = np.asarray(jax.random.bits(k2, (n,), jnp.uint32))
+        out.append(np.lexsort((b2, b1)))
+    return np.array(out)
 
 
 # ----------------------------------------------------------------------------- one pass
@@ -65,37 +88,41 @@ def core(X, Y, block, want_gamma, single_pass):
 
 # n = 37 (odd, prime): blocks 5 (last block padded), 37 (one block), 64 (block > n);
 # n = 40: block 8 (divides n), block 7 (padded)
-@pytest.mark.parametrize("n,block", [(37, 5), (37, 37), (37, 64), (40, 8), (40, 7)])
+# pad: rows of weight zero after the sample (a sample-size bucket larger than n)
+@pytest.mark.parametrize("n,block,pad", [(37, 5, 0), (37, 37, 3), (37, 64, 0), (40, 8, 0),
+                                         (40, 7, 5)])
 @pytest.mark.parametrize("want_gamma", [False, True])
-def test_single_pass_matches_numpy_float64(n, block, want_gamma):
+def test_single_pass_matches_numpy_float64(n, block, pad, want_gamma):
     X, Y = make(n, n, 3)
     with jax.enable_x64(True):
-        res, th, ty = core(X, Y, block, want_gamma, True)
+        res, th, ty = core(X, Y, block, want_gamma, True, pad=pad)
     L = np_gauss(Y, ty)
     for i in range(3):
         ref = np_reference(np_gauss(X[:, i], th[i]), L)
         np.testing.assert_allclose(res["hsic"][i], ref["hsic"], rtol=1e-10)
         np.testing.assert_allclose(res["hxx"][i], ref["hxx"], rtol=1e-10)
-        np.testing.assert_allclose(res["ca"][i], ref["ca"], rtol=1e-12)
+        np.testing.assert_allclose(res["ca"][i][:n], ref["ca"], rtol=1e-12)
         np.testing.assert_allclose(res["sxy"][i], n * n * ref["hsic"], rtol=1e-10)
         if want_gamma:
             np.testing.assert_allclose(res["gamma_mean"][i], ref["mean"], rtol=1e-10)
             np.testing.assert_allclose(res["gamma_var"][i], ref["var"], rtol=1e-10)
     np.testing.assert_allclose(res["hyy"], ref["hyy"], rtol=1e-10)
-    np.testing.assert_allclose(res["cb"], ref["cb"], rtol=1e-12)
+    np.testing.assert_allclose(res["cb"][:n], ref["cb"], rtol=1e-12)
     np.testing.assert_allclose(res["gb"], ref["cb"].mean(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("block", [6, 23, 50])
-def test_one_pass_gamma_moments_equal_two_pass(block):
+@pytest.mark.parametrize("block,pad", [(6, 0), (23, 7), (50, 0)])
+def test_one_pass_gamma_moments_equal_two_pass(block, pad):
     """The expanded one-pass Gamma sum equals the two-pass sum of ((HKH) o (HLH))^2."""
     X, Y = make(1, 50, 4)
     with jax.enable_x64(True):
-        one, _, _ = core(X, Y, block, True, True)
-        two, _, _ = core(X, Y, block, True, False)
+        one, _, _ = core(X, Y, block, True, True, pad=pad)
+        two, _, _ = core(X, Y, block, True, False, pad=pad)
     for k in ("hsic", "hxx", "hyy", "r2", "gamma_mean", "gamma_var", "gamma_shape",
-              "gamma_scale", "gamma_x", "ca", "cb"):
+              "gamma_scale", "gamma_x"):
         np.testing.assert_allclose(one[k], two[k], rtol=1e-10, err_msg=k)
+    for k in ("ca", "cb"):  # rows of the sample (padded rows: unused values)
+        np.testing.assert_allclose(one[k][..., :50], two[k][..., :50], rtol=1e-10, err_msg=k)
 
 
 def test_single_pass_float32_close_to_float64():
@@ -110,17 +137,15 @@ def test_single_pass_float32_close_to_float64():
 # ----------------------------------------------------------------------------- permutations
 
 
-def perm_stats(X, Y, key, n_perm, chunk, block, estimator="V"):
+def perm_stats(X, Y, key, n_perm, chunk, block, estimator="V", pad=0):
     n, d = X.shape
-    res, th, ty = core(X, Y, n, False, estimator == "V")
-    if estimator == "U":
-        res = _hsic_core(jnp.asarray(X.T), jnp.asarray(th), jnp.zeros((1, d)), jnp.asarray(Y),
-                         jnp.asarray(ty), jnp.ones(n), estimator="U", out_kind="gaussian",
-                         cat=None, block=n, want_gamma=False, has_groups=False)
-    st = _perm_core(key, jnp.asarray(X.T), jnp.asarray(th), jnp.zeros((1, d)), jnp.asarray(Y),
-                    jnp.asarray(ty), jnp.ones(n), res["ca"], res["ga"], res["cb"], res["gb"],
-                    estimator=estimator, out_kind="gaussian", cat=None, block=block,
-                    has_groups=False, n_perm=n_perm, chunk=chunk, weighted=False)
+    res, th, ty = core(X, Y, n + pad, False, estimator == "V", pad=pad, estimator=estimator)
+    Xp, Yp, valid = padded(X, Y, pad)
+    st = _perm_core(key, jnp.asarray(Xp.T), jnp.asarray(th), jnp.ones(1), jnp.zeros((1, d)),
+                    jnp.asarray(Yp), jnp.asarray(ty), jnp.asarray(valid), jnp.asarray(valid),
+                    res["ca"], res["ga"], res["cb"], res["gb"], estimator=estimator,
+                    out_kind="gaussian", cat=None, block=block, has_groups=False,
+                    n_perm=n_perm, chunk=chunk, weighted=False)
     return np.asarray(st), th, ty
 
 
@@ -131,14 +156,14 @@ def test_batched_permutations_equal_one_at_a_time_and_numpy(estimator):
     B = 9
     with jax.enable_x64(True):
         one, th, ty = perm_stats(X, Y, key, B, chunk=1, block=31, estimator=estimator)
-        # chunk 4 does not divide B (a padded chunk); block 6 does not divide n
-        batched, _, _ = perm_stats(X, Y, key, B, chunk=4, block=6, estimator=estimator)
+        # chunk 4 does not divide B (a padded chunk); block 6 does not divide n; 5 padded rows
+        batched, _, _ = perm_stats(X, Y, key, B, chunk=4, block=6, estimator=estimator, pad=5)
         full, _, _ = perm_stats(X, Y, key, B, chunk=B, block=40, estimator=estimator)
     np.testing.assert_allclose(batched, one, rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(full, one, rtol=1e-11, atol=1e-13)
     # the statistic of permutation b is sum_ij Kc_ij Lc_{pi(i) pi(j)} (U-centred for U)
     n = X.shape[0]
-    perms = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, B)))
+    perms = np_permutations(key, B, n)
     L = np_gauss(Y, ty)
     for i in range(3):
         K = np_gauss(X[:, i], th[i])

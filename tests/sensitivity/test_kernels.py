@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 
 from hsens_jax.sensitivity.kernels import (
-    MEDIAN_MAX_ROWS,
     categorical_kernel,
     gaussian_kernel,
     gram_matrix,
     linear_kernel,
     median_bandwidth,
+    pairwise_distance_order_statistic,
     pooled_median_bandwidth,
     std_bandwidth,
 )
@@ -70,13 +70,37 @@ def test_median_bandwidth_excludes_diagonal():
     np.testing.assert_allclose(m1, ref[0], rtol=1e-13)
 
 
-def test_median_bandwidth_subsample_rule():
-    n = MEDIAN_MAX_ROWS + 500
+def test_median_bandwidth_exact_at_large_n_without_forming_the_distances():
+    rng = np.random.default_rng(4)
+    n = 2500  # above the old subsampling threshold: now exact
     x = np.linspace(0.0, 1.0, n)[:, None] ** 2
+    x = np.concatenate([x, rng.integers(0, 7, (n, 1)).astype(float)], axis=1)  # many ties
     with jax.enable_x64(True):
         m = median_bandwidth(x)
-    sub = x[:: int(np.ceil(n / MEDIAN_MAX_ROWS))]
-    np.testing.assert_allclose(m, [np.median(scipy.spatial.distance.pdist(sub))], rtol=1e-12)
+    ref = [np.median(scipy.spatial.distance.pdist(x[:, [i]])) for i in range(2)]
+    np.testing.assert_array_equal(m, ref)
+    # float32: the median of the float32 distances, bit for bit
+    x32 = x.astype(np.float32)
+    iu = np.triu_indices(n, 1)
+    ref32 = [np.median(np.abs(x32[:, None, i] - x32[None, :, i])[iu]) for i in range(2)]
+    np.testing.assert_array_equal(median_bandwidth(x32), np.asarray(ref32, np.float32))
+    # the strided subsample, when asked for
+    with jax.enable_x64(True):
+        ms = median_bandwidth(x[:, :1], max_rows=1000)
+    np.testing.assert_allclose(ms, [np.median(scipy.spatial.distance.pdist(x[::3, :1]))],
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 9, 41])
+def test_pairwise_order_statistics_every_rank(n):
+    rng = np.random.default_rng(n)
+    x = np.round(rng.normal(size=(n, 2)), 1)  # ties and zero distances
+    d = np.sort(np.concatenate([scipy.spatial.distance.pdist(x[:, [i]]) for i in range(2)]))
+    with jax.enable_x64(True):
+        got = [pairwise_distance_order_statistic(x, k) for k in range(d.size)]
+        with pytest.raises(ValueError, match="out of range"):
+            pairwise_distance_order_statistic(x, d.size)
+    np.testing.assert_array_equal(got, d)
 
 
 def test_pooled_median_includes_zeros_and_pools_columns():
@@ -89,3 +113,9 @@ def test_pooled_median_includes_zeros_and_pools_columns():
     iu = np.triu_indices(20, 1)
     no_diag = np.median(np.abs(x[:, None, :] - x[None, :, :])[iu])
     assert abs(float(m) - no_diag) > 1e-6  # the convention matters
+    x = rng.uniform(size=(3001, 2))  # large n: exact, no subsample
+    with jax.enable_x64(True):
+        m = pooled_median_bandwidth(x)
+    d = np.concatenate([scipy.spatial.distance.pdist(x[:, [i]]) for i in range(2)])
+    full = np.concatenate([np.zeros(2 * 3001), d, d])  # ordered pairs and the diagonal
+    assert float(m) == np.median(full)
