@@ -19,8 +19,8 @@ tpe.suggest draws its first 20 at random).
 Per seed, one worker process: hyperopt's fmin (max_evals=20), hsens_jax.optimize (n_trials=20),
 then hsens_jax.optimize again with hyperopt's wall time as its budget (batches until the time is
 spent), the order of the first two alternating between seeds. JAX's persistent compilation
-cache (``jax_compilation_cache_dir``, set here: hsens_jax's own cache module had not landed) is
-empty for the first seed's worker (a fresh process compiles everything) and warm for the others.
+cache (a directory of the benchmark's own, given to JAX before hsens_jax starts, which then uses
+it as is) is empty for the first seed's worker (a fresh process compiles everything) and warm for the others.
 
 Usage: python benchmarks/bench_search_hyperopt.py [--seeds 5] [--max-iter 300] [--tag cpu] [--out DIR]
 """
@@ -182,7 +182,14 @@ def main():
               f"hsens_jax 20 trials {h['wall_s']:.1f} s best {h['best_score']:.4f} ({h['compilations']} compilations, "
               f"{h['compile_s']:.1f} s): {o['wall_s'] / h['wall_s']:.2f}x; in hyperopt's time {t['evaluations']} "
               f"trials, best {t['best_score']:.4f}; load {rec['load_before']} -> {rec['load_after']}", flush=True)
+        write(runs, args)
     shutil.rmtree(cache, ignore_errors=True)
+    out = write(runs, args)
+    print(f"wrote the search_hyperopt results under {out}")
+
+
+def write(runs, args):
+    """The results so far (rewritten after every seed: a stopped benchmark keeps its finished seeds)."""
     ratios = [r["hyperopt"]["wall_s"] / r["hsens_jax"]["wall_s"] for r in runs]
     mean = lambda key, tool: statistics.mean(r[tool][key] for r in runs)  # noqa: E731
     summary = {"ratios": ratios, "median_ratio": statistics.median(ratios),
@@ -207,13 +214,14 @@ def main():
                      f"{h['best_score']:.4f} | {h['compilations']} ({h['compile_s']:.1f}) | "
                      f"{o['wall_s'] / h['wall_s']:.2f}x | {t['evaluations']} | {t['best_score']:.4f} | "
                      f"{r['load_before']} -> {r['load_after']} |")
-    lines += ["", f"- Same 20 evaluations: median ratio **{summary['median_ratio']:.2f}x**; mean best CV accuracy "
+    lines += ["", f"- Seeds finished: {len(runs)} of the {args.seeds} asked (max_iter={args.max_iter}).",
+              f"- Same 20 evaluations: median ratio **{summary['median_ratio']:.2f}x**; mean best CV accuracy "
                   f"hyperopt {summary['mean_best_hyperopt']:.4f}, hsens_jax {summary['mean_best_hsens_jax']:.4f} "
                   f"({summary['mean_best_hsens_jax'] - summary['mean_best_hyperopt']:+.4f}).",
               f"- In hyperopt's wall time: hsens_jax completes {summary['mean_evaluations_at_hyperopt_time']:.0f} "
               f"trials on average, mean best {summary['mean_best_at_hyperopt_time']:.4f}."]
     (out / f"search_hyperopt_{tag}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / f'search_hyperopt_{tag}.json'} and .md")
+    return out
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ device per core (``hsens_jax.use_cpu_cores()``), then fits both searches one aft
 (the order alternates between workers) and reports each ``fit`` call's wall time. Two states of
 JAX's persistent compilation cache: "empty" (a new cache directory: every program compiles, the
 first call of a fresh process) and "warm" (the directory the previous worker filled: a fresh
-process that compiles nothing). The cache is JAX's own (``jax_compilation_cache_dir``, every
-program cached, set here because hsens_jax's own cache module had not landed when this was
-written). Rounds alternate empty and warm workers.
+process that compiles nothing). The cache is JAX's persistent cache in a directory of the
+benchmark's own (``jax_compilation_cache_dir``, every program cached), given to JAX before
+hsens_jax starts, which then uses it as is. Rounds alternate empty and warm workers.
 
 Usage: python benchmarks/bench_search_sklearn.py [--rounds 3] [--max-iter 300] [--tag cpu] [--out DIR]
 """
