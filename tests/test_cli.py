@@ -10,7 +10,7 @@ from hsens_jax.results import load_results
 
 
 def test_help_everywhere():
-    for args in ([], ["sweep"], ["demo"], ["show"], ["optimize"]):
+    for args in ([], ["sweep"], ["demo"], ["show"]):
         out = subprocess.run([sys.executable, "-m", "hsens_jax.cli", *args, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: hsens" in out.stdout
 
@@ -58,6 +58,9 @@ def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
 
 def test_optimize_prints_the_best_configurations_after_each_batch_and_resumes(tmp_path, capsys):
     pytest.importorskip("optuna")
+    with pytest.raises(SystemExit) as exit_help:
+        main(["optimize", "--help"])
+    assert exit_help.value.code == 0 and "usage: hsens optimize" in capsys.readouterr().out
     cfg = _small_config(tmp_path)
     text = cfg.read_text().replace('kind = "sobol"\nn = 4', 'kind = "tpe"\nn = 8\nbatch = 4\nseed = 1')
     cfg.write_text(text)
