@@ -77,7 +77,6 @@ def worker(cache: str, order: list[str], max_iter: int) -> dict:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     import warnings
 
-    import numpy as np
     from sklearn.datasets import make_classification
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV as SkGridSearchCV
