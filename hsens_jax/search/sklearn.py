@@ -92,7 +92,7 @@ from typing import Any
 import numpy as np
 
 try:  # scikit-learn is a dependency; the classes below extend its search classes
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
     from sklearn.model_selection import GridSearchCV as _SkGridSearchCV
     from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
     from sklearn.model_selection import RandomizedSearchCV as _SkRandomizedSearchCV
