@@ -5,6 +5,9 @@
     hsens demo                     # a few hundred MLPs on the bundled digits, then their analysis
     hsens sweep CONFIG.toml        # a sweep described by a TOML file (resumes if interrupted)
     hsens optimize CONFIG.toml     # a search that learns ([design] kind = "tpe"), batch by batch
+    hsens sweep CONFIG.toml --coordinator HOST:PORT --num-processes N --process-id I
+                                   # one of N cooperating processes (hosts, GPUs); under SLURM
+                                   # or Open MPI the group is found in the environment
     hsens show RUN_DIR             # the best configurations of a run
     hsens analyze RUN_DIR          # sensitivity of the run's objectives to each hyperparameter
     hsens data fetch mnist         # download a data set (mnist, fashion-mnist, cifar10)
@@ -16,10 +19,12 @@ arguments print one line naming the culprit and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import hsens_jax
+from hsens_jax.engine.distributed import ProcessGroupError
 
 DEMO_SPACE = {
     "learning_rate": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
@@ -70,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sweep.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     _device_args(sweep)
+    _process_group_args(sweep)
 
     opt = sub.add_parser("optimize", help="a search that learns: Optuna's TPE, GP or CMA-ES proposes the configurations",
                          description="Run the search a TOML file's [design] describes (kind = tpe | gp | cmaes; n "
@@ -220,7 +226,8 @@ def _analyze(result, run_dir, args, interactions=False):
     return report
 
 
-def _sweep(config, output, overwrite, progress, top, chunk_size=None):
+def _sweep(config, output, overwrite, progress, top, chunk_size=None, allow_device_change=False):
+    from hsens_jax.engine import distributed
     from hsens_jax.engine.sweep import run_sweep
 
     dataset = config.load_data()
@@ -229,8 +236,12 @@ def _sweep(config, output, overwrite, progress, top, chunk_size=None):
         dataset, config.space, configs, model=config.make_model(), fixed=config.fixed, seeds=config.seeds,
         cv=config.cv, chunk_size=chunk_size or config.chunk_size, n_evals=config.n_evals,
         group_by=config.group_by, eval_batch_size=config.eval_batch_size, run_dir=output, overwrite=overwrite,
-        progress=progress, design=config.design,
+        progress=progress, design=config.design, allow_device_change=allow_device_change,
     )
+    if not distributed.is_leader():  # process 0 reports for the group
+        print(f"process {distributed.process_index()} of {distributed.process_count()}: done "
+              f"({result.meta['new_chunks']} new chunk(s))")
+        return result
     print(f"\n{result.n_configs} configurations x {len(result.seeds)} seed(s) on {dataset.name} "
           f"in {result.meta['wall_time']:.1f} s ({result.meta['device']})")
     print(f"\nBest configurations by validation loss (mean over seeds):\n{result.table(k=top)}")
@@ -287,6 +298,58 @@ def _device_args(p: argparse.ArgumentParser) -> None:
                         "(default: one per core; 1 keeps JAX's single CPU device; no effect on a GPU or TPU)")
 
 
+def _process_group_args(p: argparse.ArgumentParser) -> None:
+    from hsens_jax.engine import distributed
+
+    g = p.add_argument_group(
+        "several processes", "Run as one of N cooperating processes (one per host, or per GPU), each training its "
+        "devices' share of every chunk; process 0 writes the results. Under SLURM (srun) or Open MPI (mpirun) the "
+        "group is read from the environment; otherwise give all three of --coordinator, --num-processes and "
+        "--process-id. Every process runs the same command.")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="where process 0 serves the group: its host name and a free port")
+    g.add_argument("--num-processes", type=int, metavar="N", default=None, help="processes in the group")
+    g.add_argument("--process-id", type=int, metavar="I", default=None, help="this process, 0 .. N-1")
+    g.add_argument("--init-timeout", type=float, metavar="S", default=distributed.DEFAULT_INIT_TIMEOUT,
+                   help=f"seconds to wait for every process to join (default {distributed.DEFAULT_INIT_TIMEOUT})")
+    g.add_argument("--heartbeat-timeout", type=int, metavar="S", default=distributed.DEFAULT_HEARTBEAT_TIMEOUT,
+                   help="seconds of silence after which a process is declared dead and the others stop "
+                        f"(default {distributed.DEFAULT_HEARTBEAT_TIMEOUT})")
+    g.add_argument("--single-process", action="store_true",
+                   help="ignore a cluster launcher's environment (SLURM, Open MPI) and run alone")
+    g.add_argument("--allow-device-change", action="store_true",
+                   help="resume a run directory computed on another number of devices or processes (refused by "
+                        "default: results then differ in their last bits; meta.json lists each chunk's devices)")
+
+
+def _process_group(args):
+    """Join the process group the flags or the launcher's environment describe (None: alone)."""
+    from hsens_jax.engine import distributed
+
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if all(v is None for v in explicit):
+        found = None if args.single_process else distributed.detect_cluster()
+        if found is None or found[1] <= 1:
+            return None
+        return distributed.initialize(initialization_timeout=args.init_timeout,
+                                      heartbeat_timeout=args.heartbeat_timeout)
+    if args.single_process:
+        raise ValueError("--single-process contradicts --coordinator/--num-processes/--process-id")
+    return distributed.initialize(*explicit, initialization_timeout=args.init_timeout,
+                                  heartbeat_timeout=args.heartbeat_timeout)
+
+
+def _leave_group(status: int) -> None:
+    """In a process group, end this process now: the others then see it leave at once and stop
+    (a normal exit would first wait at JAX's shutdown barrier for processes that wait for it)."""
+    from hsens_jax.engine import distributed
+
+    if distributed.is_multiprocess():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
 def _use_cpu_devices(n) -> None:
     from hsens_jax.engine.devices import use_cpu_cores
 
@@ -334,13 +397,14 @@ def main(argv=None) -> int:
             from hsens_jax.config import SweepConfig
 
             _use_cpu_devices(args.cpu_devices)
+            _process_group(args)
             config = SweepConfig.load(args.config)
             if config.is_search:
                 _optimize(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
                           chunk_size=args.chunk_size)
             else:
                 _sweep(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
-                       args.chunk_size)
+                       args.chunk_size, args.allow_device_change)
         elif args.command == "optimize":
             from hsens_jax.config import SEARCH_KINDS, SweepConfig
 
@@ -367,11 +431,17 @@ def main(argv=None) -> int:
             print(result.table(args.objective, k=args.top, direction=args.direction))
     except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
         print(f"hsens {args.command}: error: {e}", file=sys.stderr)
+        _leave_group(2)
         return 2
     except KeyboardInterrupt:
         print(f"\nhsens {args.command}: interrupted; finished chunks are saved, re-run the same command to resume",
               file=sys.stderr)
+        _leave_group(130)
         return 130
+    except ProcessGroupError as e:
+        print(f"hsens {args.command}: error: {e}", file=sys.stderr)
+        _leave_group(3)
+        return 3
     return 0
 
 

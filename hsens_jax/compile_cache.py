@@ -21,14 +21,16 @@ Where the cache lives
 Settings (chosen by measurement on a 2-core x86 CPU, jax 0.10.2; ``python
 benchmarks/bench_compile_cache.py``, results in ``benchmarks/results/compile_cache_cpu.md``)
 ----------------------------------------------------------------------------------------
-* ``jax_persistent_cache_min_compile_time_secs = MIN_COMPILE_TIME_SECS`` (0.02 s; JAX's
+* ``jax_persistent_cache_min_compile_time_secs = MIN_COMPILE_TIME_SECS`` (0.1 s; JAX's
   default is 1 s, under which none of the estimators' programs would ever be written:
-  ``hsic``'s and ``sobol_indices``' compile in 0.4-1.2 s).  Loading an entry took 1.6-13 ms
-  against 15-110 ms to compile even the one-operation programs of eager ``jax.numpy`` calls,
-  and 45 ms against 1.1 s for the estimators' programs: everything measured pays.  The
-  threshold only keeps out programs that compile in under 20 ms, which save at most a few
-  milliseconds each and would otherwise multiply the files (one per eager operation, dtype
-  and shape).
+  ``hsic``'s and ``sobol_indices``' compile in 0.4-1.2 s, the sweep's in seconds).  Loading an
+  entry took 45 ms against 1.1 s of compilation for the estimators' programs.  The one-operation
+  programs of eager ``jax.numpy`` calls compile in 15-110 ms and load in 1.6-13 ms, so caching
+  them saves at most a few tens of milliseconds each; on a loaded machine a 20 ms threshold
+  wrote them by the hundred (one entry per operation, dtype and shape: 1012 files part-way
+  through the test suite), and every entry written is one more serialization of an executable
+  (a rare crash inside XLA's serialization was once seen on a long-lived process).  0.1 s
+  keeps every estimator and sweep program and leaves most eager operations out.
 * ``jax_persistent_cache_min_entry_size_bytes = 0``: no size floor; the entries measured are
   2-62 kB compressed, and small ones pay as well as large ones.
 * Size cap: ``MAX_CACHE_BYTES`` (2 GiB, tens of thousands of such entries).  JAX's own cap
@@ -73,7 +75,7 @@ __all__ = [
 #: Environment variable: a cache directory, or 0/off/false/none to disable the cache.
 ENV_VAR = "HSENS_COMPILATION_CACHE"
 #: Programs compiling faster than this are not written (see the module docstring).
-MIN_COMPILE_TIME_SECS = 0.02
+MIN_COMPILE_TIME_SECS = 0.1
 #: Size cap of the cache directory, enforced when a process enables it.
 MAX_CACHE_BYTES = 2 * 1024**3
 #: Below this much free space the cache is used read-only.

@@ -571,6 +571,28 @@ class RunDirectory:
     def write_meta(self, meta: Mapping[str, Any]) -> None:
         _atomic_write(self.path / "meta.json", json.dumps(dict(meta), indent=2, default=_json_default))
 
+    def recorded_except(self, settings: Mapping[str, Any], keys: Iterable[str]) -> dict | None:
+        """The recorded values of the components ``keys`` when they are the only components
+        in which the recorded settings differ from ``settings``; None otherwise (no sweep
+        recorded, the same settings, or other differences). Reads ``meta.json`` only.
+
+        A sweep resumed under ``allow_device_change`` keeps the recorded ``devices`` this way:
+        its run ids and chunk fingerprints stay those of the chunks on disk.
+        """
+        try:
+            recorded = (self.read_meta() or {}).get("settings")
+        except ValueError:  # damaged: open() reports it
+            return None
+        if not isinstance(recorded, dict):
+            return None
+        keys = list(keys)
+        new = _jsonable(settings, "settings")
+        if any(k not in recorded or k not in new for k in keys) or all(
+                _json_text(recorded[k]) == _json_text(new[k]) for k in keys):
+            return None
+        rest = lambda d: {k: v for k, v in d.items() if k not in keys}  # noqa: E731
+        return {k: recorded[k] for k in keys} if fingerprint(rest(recorded)) == fingerprint(rest(new)) else None
+
     # ---- opening and closing
 
     def open(self, settings: Mapping[str, Any], meta: Mapping[str, Any], *, overwrite: bool = False) -> "RunDirectory":
@@ -1237,8 +1259,11 @@ def _same_condition_hints(old: dict, new: dict, differences) -> list[str]:
     if "devices" in components:
         before = old.get("devices")
         m = re.match(r"\s*(\d+)\s*x\s*cpu", str(before))
-        hints.append(f"the same devices ({before})" + (f", e.g. --cpu-devices {m.group(1)} "
-                                                       f"(hsens_jax.use_cpu_cores({m.group(1)}))" if m else ""))
+        hints.append(f"the same devices ({before}, counted over all processes)"
+                     + (f", e.g. --cpu-devices {m.group(1)} (hsens_jax.use_cpu_cores({m.group(1)})) in one process"
+                        if m else "")
+                     + ", or pass allow_device_change=True (--allow-device-change) to resume on these devices (results "
+                       "may then differ in their last bits between chunks; meta.json lists each chunk's devices)")
     if "precision" in components:
         before = old.get("precision")
         hints.append({"float64": "JAX_ENABLE_X64=1 (float64), as before",

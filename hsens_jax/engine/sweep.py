@@ -23,7 +23,12 @@
 4. **Sharding.** A chunk's run axis is split over all local devices with ``jax.sharding`` (a
    1-D mesh named ``"runs"``); the data are replicated. On a CPU,
    :func:`hsens_jax.use_cpu_cores` (called first thing in a script; the ``hsens`` CLI calls it
-   by default) makes one device per core, so that every core trains a share.
+   by default) makes one device per core, so that every core trains a share. In a process
+   group (:mod:`hsens_jax.engine.distributed`: several hosts, or one process per GPU) the
+   mesh spans the devices of every process: each process plans the same sweep, checks that
+   the others planned the same one, and trains its devices' shards of every chunk; the
+   chunk's results are gathered in every process and process 0 alone writes the run
+   directory (the others never touch its files).
 5. **Compilation ahead.** While a group trains, the next group's program compiles on a
    background thread (XLA compiles without holding the GIL).
 6. **Persistence.** Each finished chunk is written to the run directory at once
@@ -64,6 +69,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import hsens_jax
+from hsens_jax.engine import distributed
 from hsens_jax.engine import hyperparameters as hpm
 from hsens_jax.engine.builtin import BUILTIN_MODELS, MaskedNet
 from hsens_jax.engine.model import Model, ModelError, resolve as resolve_path
@@ -508,7 +514,9 @@ def _device_description(devices) -> str:
     d = devices[0]
     kind = getattr(d, "device_kind", d.platform)
     cpu = platform.processor() or platform.machine()
-    return f"{len(devices)} x {d.platform}:{kind}" + (f" ({cpu})" if d.platform == "cpu" else "")
+    n_proc = len({dev.process_index for dev in devices})
+    return (f"{len(devices)} x {d.platform}:{kind}" + (f" ({cpu})" if d.platform == "cpu" else "")
+            + (f" in {n_proc} processes" if n_proc > 1 else ""))
 
 
 def _versions() -> dict[str, str]:
@@ -574,6 +582,7 @@ def run_sweep(
     stop_after_chunks: int | None = None,
     patience=None,
     fixed_chunks: bool = False,
+    allow_device_change: bool = False,
 ) -> SweepResult:
     """Train every configuration of ``configs`` with every seed (and fold); return the results.
 
@@ -598,7 +607,8 @@ def run_sweep(
       run_dir: directory for incremental results; re-running resumes, a grown design reuses.
       overwrite: discard a different sweep found in ``run_dir``.
       progress: show progress on stderr.
-      devices: devices to shard over (default: all local devices).
+      devices: devices to shard over (default: all local devices; in a process group formed
+        by :func:`hsens_jax.engine.distributed.initialize`, every device of every process).
       design: description of how ``configs`` were made, stored in the metadata.
       stop_after_chunks: compute at most this many new chunks, then raise
         ``KeyboardInterrupt`` (used to test resumption; the run directory keeps them).
@@ -609,6 +619,12 @@ def run_sweep(
         runs: one program per group for every call, as a search's batches want (their groups
         hold a different number of runs each time; by default each number rounds up to its own
         power of two, and a new one compiles a program).
+      allow_device_change: resume ``run_dir`` although it was computed on another number of
+        devices (another process count, ``--cpu-devices``...), which is refused by default
+        because results then differ in their last bits (see :mod:`hsens_jax.engine.devices`).
+        The device count is then no longer a setting of the sweep but a property of each
+        chunk: recorded in its provenance and listed in ``meta["chunk_devices"]`` (which
+        chunks and how many runs came from which devices).
 
     Returns:
       A :class:`hsens_jax.results.SweepResult`: scalar metrics (K, S) (or (K, S, F)), curves
@@ -628,14 +644,16 @@ def run_sweep(
     configs = {n: np.asarray(configs[n], float) for n in space.names}
     fixed = dict(fixed or {})
     t_start = time.perf_counter()
-    bar = Progress(None, desc="sweep", enabled=progress)
+    bar = Progress(None, desc="sweep", enabled=progress and distributed.is_leader())
     bar.note("planning")
     plan = plan_sweep(dataset, space, configs, model=model, fixed=fixed, cv=cv, n_evals=n_evals,
                       group_by=tuple(group_by), eval_batch_size=eval_batch_size, patience=patience)
     k, s = len(next(iter(configs.values()))), len(seeds)
     n_folds = len(plan.folds) if plan.folds else 1
-    devices = list(devices or jax.local_devices())
+    devices = list(devices or distributed.default_devices())
     n_dev = len(devices)
+    # several processes: every one plans this sweep and trains its devices' shards of each chunk
+    multi = len({d.process_index for d in devices}) > 1
     mesh = Mesh(np.array(devices), ("runs",))
     run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -652,6 +670,20 @@ def run_sweep(
         "patience": None if patience is None else dict(patience.__dict__),
         "devices": f"{n_dev} x {devices[0].platform}", "versions": _versions(),
     }
+    if multi:
+        distributed.check_agreement("sweep", {
+            **{f"settings.{name}": value for name, value in settings.items()},
+            "design": {n: configs[n] for n in space.names}, "seeds": np.asarray(seeds),
+            "chunk_size": chunk_size, "stop_after_chunks": stop_after_chunks, "run_dir": run_dir is not None,
+            "allow_device_change": bool(allow_device_change), "overwrite": bool(overwrite)})
+    if allow_device_change and run_dir is not None:
+        # resuming on other devices: keep the devices recorded by the sweep's first launch as
+        # its setting (so run ids and chunk fingerprints stay those on disk); each chunk's own
+        # devices are in its provenance
+        recorded = distributed.on_leader(lambda: RunDirectory(run_dir).recorded_except(settings, ("devices",)),
+                                         "read the run directory", share=True)
+        if recorded:
+            settings["devices"] = recorded["devices"]
     settings_fp = fingerprint(settings)
     ids = run_ids(settings_fp, plan.resolved, seeds, n_folds)
     ids3 = ids if n_folds > 1 else ids[..., None]
@@ -670,6 +702,7 @@ def run_sweep(
         "dataset": {"name": dataset.name, "task": dataset.task, "input_shape": list(dataset.input_shape),
                     "output_dim": dataset.output_dim, **split},
         "versions": settings["versions"], "device": _device_description(devices), "precision": precision,
+        "processes": len({d.process_index for d in devices}),
         "n_configs": k, "n_seeds": s, "space": space.to_dict(),
         "static": sorted(set(plan.resolved.static) - set(hpm.LOOP)),
         "traced": sorted(plan.resolved.traced),
@@ -684,16 +717,24 @@ def run_sweep(
     store = None
     done: dict = {}
     schema = None
-    data = jax.device_put(prepare_data(dataset, eval_batch_size, plan.dtype, plan.folds), replicated)
-    if run_dir is not None:
-        store = RunDirectory(run_dir).open(settings, meta, overwrite=overwrite)
+    prepared = prepare_data(dataset, eval_batch_size, plan.dtype, plan.folds)
+    data = jax.tree.map(lambda a: distributed.put(a, replicated), prepared) if multi else \
+        jax.device_put(prepared, replicated)
+    if run_dir is not None:  # process 0 alone takes the run directory (lock, settings, design, chunks)
+        store = distributed.on_leader(lambda: RunDirectory(run_dir).open(settings, meta, overwrite=overwrite),
+                                      "open the run directory")
     try:
         schema = _schema(groups[0].spec, data, plan, n_evals)
-        if store is not None:
+
+        def take_chunks():
             store.write_design(configs, seeds, ids)
-            done = store.completed(schema)
+            return store.completed(schema)
+
+        if run_dir is not None:
+            done = distributed.on_leader(take_chunks, "read the run directory's chunks") or {}
         return _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema, meta, space,
-                    chunk_size, n_dev, run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals, fixed_chunks)
+                    chunk_size, n_dev, run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals,
+                    fixed_chunks, multi=multi, run_dir=run_dir)
     finally:
         if store is not None:
             store.close()
@@ -750,7 +791,8 @@ def _executable(spec: TrainSpec, folds: bool, data, hp, keys, fold):
 
 
 def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema, meta, space, chunk_size, n_dev,
-         run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals, fixed_chunks=False):
+         run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals, fixed_chunks=False, *, multi=False,
+         run_dir=None):
     total_runs = k * s * n_folds
     results: dict[str, np.ndarray] = {}
     for name, (shape, kind) in schema.items():
@@ -767,6 +809,13 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
                 if name in loaded:
                     results[name][have] = loaded[name]
             computed |= have
+    if multi and run_dir is not None:  # process 0 read the chunks: every process starts from them
+        computed, results = distributed.broadcast((computed, results), "sharing the runs found on disk")
+        computed, results = np.array(computed, bool), {n: np.array(a) for n, a in results.items()}
+    advice = (f"The chunks finished so far are saved in {run_dir}: re-launch the same command to resume (on another "
+              "number of processes or devices, with --allow-device-change / allow_device_change=True)"
+              if run_dir is not None else "")
+    chunk_names = {rid: loc[0] for rid, loc in done.items()} if store is not None else {}
     group_time = np.zeros(len(groups))
     bar.reset(total=int(sum(len(g.configs) * s * n_folds * g.spec.n_steps for g in groups)),
               unit="steps", rate_label="runs/s")
@@ -785,7 +834,8 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
         seed_idx, fold = rest // n_folds, rest % n_folds
         hp = hpm.encode(plan.resolved, cfg, group.spec.model, plan.resolved.choices, plan.dtype)
         keys = jax.vmap(jax.random.key)(jnp.asarray(seeds[seed_idx]))
-        put = lambda a: jax.device_put(a, run_sharding)  # noqa: E731
+        put = (lambda a: distributed.put(a, run_sharding)) if multi else \
+            (lambda a: jax.device_put(a, run_sharding))  # noqa: E731
         return put(hp), put(keys), (put(jnp.asarray(fold, jnp.int32)) if n_folds > 1 else None)
 
     compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsens-compile")
@@ -838,6 +888,8 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
                 bar.note(f"group {gi + 1}/{len(groups)}")
                 bar.expect(len(chunk) * group.spec.n_steps, len(chunk))
                 out = jax.block_until_ready(fn(data, hp, keys, fold))
+                if multi:  # every process gets the whole chunk (one collective step)
+                    out = distributed.gather(out, f"gathering chunk {n_new[0] + 1} of group {gi + 1}", advice)
                 wall = time.perf_counter() - t0
                 arrays = {}
                 for name, a in out.items():
@@ -849,13 +901,19 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
                 computed[chunk] = True
                 group_time[gi] += wall
                 if store is not None:
-                    store.save_chunk(flat_ids[chunk], arrays,
-                                     {"device": meta["device"], "precision": meta["precision"], "wall_time": wall,
-                                      "group": gi, "hostname": platform.node(), "time": time.time()})
+                    name = store.save_chunk(flat_ids[chunk], arrays,
+                                            {"device": meta["device"], "precision": meta["precision"],
+                                             "wall_time": wall, "group": gi, "hostname": platform.node(),
+                                             "time": time.time(), "n_devices": n_dev,
+                                             "processes": meta["processes"]})
+                    chunk_names.update(dict.fromkeys(flat_ids[chunk].tolist(), name))
                 n_new[0] += 1
                 bar.update(len(chunk) * group.spec.n_steps, len(chunk))
     finally:
-        compiler.shutdown(wait=False, cancel_futures=True)
+        # Joined, not abandoned: a program still compiling for a later group when a chunk raises
+        # (or the user interrupts) must not go on compiling and writing the persistent cache
+        # behind the caller's back while the caller compiles other programs.
+        compiler.shutdown(wait=True, cancel_futures=True)
         bar.close()
 
     lead = (k, s, n_folds) if n_folds > 1 else (k, s)
@@ -873,7 +931,26 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
     meta["wall_time"] = time.perf_counter() - t_start
     meta["group_wall_times"] = group_time.tolist()
     meta["new_chunks"] = n_new[0]
+    if run_dir is not None:
+        meta["chunk_devices"] = distributed.on_leader(lambda: _chunk_devices(store, chunk_names, flat_ids),
+                                                      "list the chunks' devices", share=True)
     result = SweepResult(space, configs, seeds, metrics, meta)
     if store is not None:
         result.save(store.path)
     return result
+
+
+def _chunk_devices(store, chunk_names: dict, run_ids: np.ndarray) -> list[dict]:
+    """Which chunks (and how many of the design's runs) each device description computed,
+    from the chunks' provenance: a sweep resumed on other devices says what came from where."""
+    by_device: dict[str, dict] = {}
+    for rid in run_ids.tolist():
+        name = chunk_names.get(rid)
+        if name is None:
+            continue
+        device = str(store.provenance(name).get("device", "unknown"))
+        entry = by_device.setdefault(device, {"device": device, "chunks": {}, "runs": 0})
+        entry["runs"] += 1
+        entry["chunks"][name] = None
+    out = [dict(e, chunks=sorted(e["chunks"])) for e in by_device.values()]
+    return sorted(out, key=lambda e: e["chunks"][:1])

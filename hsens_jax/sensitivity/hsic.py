@@ -1278,11 +1278,19 @@ def _max_bandwidths(prep, N, groups, block):
 
 
 def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permutations, key,
-         tile_size, pvalue_convention, perm_chunk, bucket):
+         tile_size, pvalue_convention, perm_chunk, bucket, devices=None):
     """Pads ``prep`` to its bucket and runs the jitted cores.  ``kernel_bandwidth``: None
     (per-column bandwidths ``prep.theta``) or "pooled_median"/"max" (one bandwidth per group
     of ``groups``).  Returns (result dict, p-values (g,) NumPy, per-kernel bandwidths or
-    None)."""
+    None).  ``devices`` other than None: see :mod:`hsens_jax.sensitivity.hsic_sharded`."""
+    if devices is not None:  # rows sharded over several devices (and processes)
+        from hsens_jax.sensitivity import hsic_sharded
+
+        chosen = hsic_sharded.resolve_devices(devices)
+        if chosen is not None:
+            return hsic_sharded.run(prep, groups, kernel_bandwidth, devices=chosen, estimator=estimator,
+                                    pvalue=pvalue, n_permutations=n_permutations, key=key, tile_size=tile_size,
+                                    pvalue_convention=pvalue_convention, perm_chunk=perm_chunk, bucket=bucket)
     n, d = prep.X.shape
     has_groups = groups is not None
     g = groups.shape[0] if has_groups else d
@@ -1345,7 +1353,7 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
 def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=None,
          conditional=None, pvalue=None, n_permutations=1000, key=None, kernel=None,
          tile_size=None, convention=None, pvalue_convention="conservative", perm_chunk=None,
-         bucket=True):
+         bucket=True, devices=None):
     """HSIC and R2-HSIC sensitivity indices of each input column of ``X`` on the output ``Y``.
 
     Args:
@@ -1409,6 +1417,12 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
         rows of weight zero, so that nearby sample sizes share one compiled program (also
         across processes, through the persistent compilation cache); the result is the same
         up to rounding.  ``False`` compiles for the exact n.
+      devices: ``None`` (one device), ``"all"`` (every device of every process: in a
+        process group of :func:`hsens_jax.engine.distributed.initialize`, every process must
+        make the same call) or a sequence of JAX devices: the rows are sharded over them and
+        the blocks visited by a ring (:mod:`hsens_jax.sensitivity.hsic_sharded`), memory per
+        device ``O(n (d + g) / D + g b^2)``; the result equals one device's up to the order
+        of float additions.  One device of this process: as ``None``.
 
     Returns:
       :class:`HSICResult` with ``hsic``, ``r2``, ``pvalue`` of shape (d,).
@@ -1434,7 +1448,7 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
     res, pv, kb = _run(prep, None, "max" if prep.rule == "max" else None, estimator=estimator,
                        pvalue=pvalue, n_permutations=n_permutations, key=key,
                        tile_size=tile_size, pvalue_convention=pvalue_convention,
-                       perm_chunk=perm_chunk, bucket=bucket)
+                       perm_chunk=perm_chunk, bucket=bucket, devices=devices)
     theta = prep.theta if kb is None else kb
     return HSICResult(
         hsic=res["hsic"], r2=res["r2"], pvalue=jnp.asarray(pv), bandwidth=jnp.asarray(theta),
@@ -1445,7 +1459,7 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
 
 
 def hsic_novello(X, Y, q, *, bandwidth="pooled_median", pvalue=None, n_permutations=1000,
-                 key=None, tile_size=None):
+                 key=None, tile_size=None, devices=None):
     """Novello et al. (2023) goal-oriented HSIC of hyperparameters, as their ``hsic.py``.
 
     ``hsic(X, Y, target=best_fraction(q), convention="novello2023", ...)``: V-statistic,
@@ -1460,19 +1474,19 @@ def hsic_novello(X, Y, q, *, bandwidth="pooled_median", pvalue=None, n_permutati
       Y: (n,) losses / errors (lower is better).
       q: fraction of best runs in (0, 1).
       bandwidth: ``"pooled_median"`` (the authors' default), ``"max"`` or values.
-      pvalue, n_permutations, key, tile_size: as in :func:`hsic`.
+      pvalue, n_permutations, key, tile_size, devices: as in :func:`hsic`.
 
     Returns:
       :class:`HSICResult`.
     """
     return hsic(X, Y, estimator="V", bandwidth=bandwidth, target=best_fraction(q),
                 pvalue=pvalue, n_permutations=n_permutations, key=key, tile_size=tile_size,
-                convention="novello2023")
+                convention="novello2023", devices=devices)
 
 
 def hsic_interactions(X, Y, *, pairs=None, groups=None, metric="hsic", estimator="V",
                       bandwidth="std", output_bandwidth=None, target=None, conditional=None,
-                      kernel=None, tile_size=None, convention=None, bucket=True):
+                      kernel=None, tile_size=None, convention=None, bucket=True, devices=None):
     """HSIC of pairs (or groups) of inputs against Y with product kernels, vectorized.
 
     The kernel of a pair/group is the product of its columns' Gaussian kernels.  With a
@@ -1485,7 +1499,7 @@ def hsic_interactions(X, Y, *, pairs=None, groups=None, metric="hsic", estimator
 
     Args:
       X, Y, estimator, bandwidth, output_bandwidth, target, conditional, kernel, tile_size,
-        convention, bucket: as in :func:`hsic`.
+        convention, bucket, devices: as in :func:`hsic`.
       pairs: optional list of ``(i, j)`` column pairs; default: all pairs ``i < j``.
       groups: optional list of lists of column indices; if given, the result is a
         (len(groups),) vector for those groups instead of the (d, d) matrix.
@@ -1531,7 +1545,7 @@ def hsic_interactions(X, Y, *, pairs=None, groups=None, metric="hsic", estimator
     per_kernel = prep.rule if prep.rule in ("pooled_median", "max") else None
     res, _, _ = _run(prep, Gm, per_kernel, estimator=estimator, pvalue=None, n_permutations=1,
                      key=None, tile_size=tile_size, pvalue_convention="conservative",
-                     perm_chunk=None, bucket=bucket)
+                     perm_chunk=None, bucket=bucket, devices=devices)
     vals = np.asarray(res[metric])
     if groups is not None:
         return jnp.asarray(vals)

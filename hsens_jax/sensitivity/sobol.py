@@ -353,9 +353,10 @@ def _finish(m, d, second_order, estimator):
     return out
 
 
-@partial(jax.jit, static_argnames=("d", "second_order", "estimator", "n_bootstrap", "chunk", "centering"))
+@partial(jax.jit, static_argnames=("d", "second_order", "estimator", "n_bootstrap", "chunk", "centering",
+                                   "mesh"))
 def _sobol_core(Y, seed, idx, z, probs, *, d, second_order, estimator, n_bootstrap, chunk,
-                centering):
+                centering, mesh=None):
     """Point estimates and bootstrap summaries, in one program.
 
     ``Y``: (k, n, step) outputs; ``seed``: uint32 seed of ``jax.random.key`` (the resamples are
@@ -364,11 +365,12 @@ def _sobol_core(Y, seed, idx, z, probs, *, d, second_order, estimator, n_bootstr
     Returns (point, conf, low, high): dicts of (k, ...) arrays (the last three None without
     bootstrap).  The standard deviations and percentiles of the resamples are computed here
     rather than by separate eager calls: each of those compiled a program of its own in a new
-    process (measured: 0.4 s of the 0.78 s compile time of a first call).
+    process (measured: 0.4 s of the 0.78 s compile time of a first call).  ``mesh``: None, or a
+    1-D mesh whose devices share the bootstrap chunks.
     """
     key = jax.random.key(seed)
     point, boot = _sobol_boot(Y, key, idx, d=d, second_order=second_order, estimator=estimator,
-                              n_bootstrap=n_bootstrap, chunk=chunk, centering=centering)
+                              n_bootstrap=n_bootstrap, chunk=chunk, centering=centering, mesh=mesh)
     if boot is None:
         return point, None, None, None
     # all replicates side by side: one std and one sort for every index
@@ -386,12 +388,15 @@ def _sobol_core(Y, seed, idx, z, probs, *, d, second_order, estimator, n_bootstr
     return point, split(conf), split(low), split(high)
 
 
-def _sobol_boot(Y, key, idx, *, d, second_order, estimator, n_bootstrap, chunk, centering):
+def _sobol_boot(Y, key, idx, *, d, second_order, estimator, n_bootstrap, chunk, centering, mesh=None):
     """Point estimates and bootstrap replicates.
 
     ``Y``: (k, n, step) outputs; ``idx``: (n_bootstrap, n) int resample indices or None
     (then drawn from ``key``). Returns (point dict of (k, ...) arrays, boot dict of
-    (n_bootstrap, k, ...) arrays or None).
+    (n_bootstrap, k, ...) arrays or None).  With a ``mesh`` of D devices, each device computes
+    a contiguous share of the chunks of resamples (chunk ``c`` draws from
+    ``fold_in(key, c)`` wherever it runs, so the replicates are those of one device); the
+    per-row statistics are replicated.
     """
     k, n, _ = Y.shape
     if centering == "all":
@@ -408,6 +413,8 @@ def _sobol_boot(Y, key, idx, *, d, second_order, estimator, n_bootstrap, chunk, 
     if n_bootstrap == 0:
         return point, None
     n_chunks = -(-n_bootstrap // chunk)
+    if mesh is not None:  # whole chunks per device
+        n_chunks = -(-n_chunks // mesh.size) * mesh.size
 
     # all per-row statistics side by side in one (n, M) matrix: one GEMM per chunk
     leaves, treedef = jax.tree_util.tree_flatten(G)
@@ -419,7 +426,7 @@ def _sobol_boot(Y, key, idx, *, d, second_order, estimator, n_bootstrap, chunk, 
     if idx is not None and n_chunks * chunk > idx.shape[0]:  # a last, partial chunk
         idx = jnp.concatenate([idx, jnp.zeros((n_chunks * chunk - idx.shape[0], n), idx.dtype)])
 
-    def one_chunk(c):
+    def one_chunk(c, key=key, idx=idx, Gmat=Gmat):
         kc = jax.random.fold_in(key, c)
         if idx is not None:
             ii = jax.lax.dynamic_slice_in_dim(idx, c * chunk, chunk, axis=0)
@@ -435,7 +442,17 @@ def _sobol_boot(Y, key, idx, *, d, second_order, estimator, n_bootstrap, chunk, 
         parts = [M[:, offs[i]:offs[i + 1]].reshape((chunk, k) + shapes[i]) for i in range(len(leaves))]
         return jax.vmap(fin)(jax.tree_util.tree_unflatten(treedef, parts))  # leaves (chunk, k, ...)
 
-    boot = jax.lax.map(one_chunk, jnp.arange(n_chunks))
+    if mesh is None:
+        boot = jax.lax.map(one_chunk, jnp.arange(n_chunks))
+    else:
+        from jax.sharding import PartitionSpec
+
+        axis = mesh.axis_names[0]
+        share = jax.shard_map(lambda cs, key, idx, Gmat: jax.lax.map(lambda c: one_chunk(c, key, idx, Gmat), cs),
+                              mesh=mesh, in_specs=(PartitionSpec(axis), PartitionSpec(), PartitionSpec(),
+                                                   PartitionSpec()),
+                              out_specs=PartitionSpec(axis), check_vma=False)
+        boot = share(jnp.arange(n_chunks), key, idx, Gmat)
     boot = jax.tree_util.tree_map(lambda b: b.reshape((n_chunks * chunk,) + b.shape[2:])[:n_bootstrap], boot)
     return point, boot
 
@@ -514,7 +531,7 @@ def _check_nonneg_int(x, name):
 def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "saltelli-jansen",
                   n_bootstrap: int = 100, confidence: float = 0.95, seed: int = 0,
                   resample_indices=None, bootstrap_chunk: int = 128, centering: str = "all",
-                  names=None) -> SobolResult:
+                  names=None, devices=None) -> SobolResult:
     """Sobol' indices from outputs of a Saltelli design computed elsewhere.
 
     Args:
@@ -535,6 +552,10 @@ def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "sa
       centering: ``"all"`` (SALib: centre by the mean of all outputs) or ``"AB"`` (SciPy:
         mean of the ``A`` and ``B`` outputs).
       names: optional input names (default ``x1..xd``).
+      devices: ``None`` (one device), ``"all"`` (every device of every process; in a process
+        group every process makes the same call) or a sequence of JAX devices that share the
+        chunks of resamples: the same resamples and results as one device, ``D`` times less
+        bootstrap work per device; ``Y``'s per-row statistics (``O(n d)``) are replicated.
 
     Returns:
       :class:`SobolResult`; float32 arithmetic by default, float64 under ``jax.enable_x64``.
@@ -596,11 +617,25 @@ def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "sa
         idx = ri.astype(np.int32, copy=False)
     z = norm.ppf(0.5 + confidence / 2.0)
     alpha = 1.0 - confidence
-    point, conf, low, high = _sobol_core(
-        Yk, np.uint32(seed % 2**32), idx, np.asarray(z, dtype), np.asarray([alpha / 2, 1 - alpha / 2], dtype),
-        d=d, second_order=bool(second_order), estimator=estimator, n_bootstrap=n_bootstrap,
-        chunk=chunk, centering=centering)
-    point, conf, low, high = jax.device_get((point, conf, low, high))
+    args = (Yk, np.uint32(seed % 2**32), idx, np.asarray(z, dtype), np.asarray([alpha / 2, 1 - alpha / 2], dtype))
+    from hsens_jax.engine import distributed
+
+    chosen = distributed.estimator_devices(devices) if n_bootstrap else None
+    mesh = None
+    if chosen is not None:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.array(chosen), ("resamples",))
+        if distributed.is_multiprocess():
+            distributed.check_agreement("Sobol' inputs", {"Y": Yk, "idx": idx, "options": [
+                d, bool(second_order), estimator, n_bootstrap, confidence, seed, chunk, centering]})
+        args = distributed.put(args, NamedSharding(mesh, PartitionSpec()))
+    with distributed.collective("computing Sobol' indices"):
+        outs = _sobol_core(*args, d=d, second_order=bool(second_order), estimator=estimator,
+                           n_bootstrap=n_bootstrap, chunk=chunk, centering=centering, mesh=mesh)
+    if mesh is not None:  # replicated on every device: this process's copy
+        outs = jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0)), outs)
+    point, conf, low, high = jax.device_get(outs)
 
     def fix(a):  # (k, *shape) -> (*shape, k) or (*shape)
         a = np.moveaxis(np.asarray(a), 0, -1)
@@ -622,7 +657,7 @@ def sobol_indices(Y, d: int, *, second_order: bool = False, estimator: str = "sa
 def sobol(f: Callable[[Any], Any], bounds_or_space, n: int, *, second_order: bool = False,
           estimator: str = "saltelli-jansen", n_bootstrap: int = 100, confidence: float = 0.95,
           seed: int = 0, chunk_size: Optional[int] = None, names=None,
-          bootstrap_chunk: int = 128) -> SobolResult:
+          bootstrap_chunk: int = 128, devices=None) -> SobolResult:
     """Sobol' indices of ``f`` in one call: design, evaluation in chunks, estimation.
 
     Args:
@@ -632,7 +667,8 @@ def sobol(f: Callable[[Any], Any], bounds_or_space, n: int, *, second_order: boo
       bounds_or_space: bounds array ``(d, 2)`` (uniform inputs) or a search-space object.
       n: base rows, a power of two; ``f`` is evaluated ``n (d + 2)`` times (``n (2d + 2)``
         with ``second_order``).
-      second_order, estimator, n_bootstrap, confidence, bootstrap_chunk: see :func:`sobol_indices`.
+      second_order, estimator, n_bootstrap, confidence, bootstrap_chunk, devices: see
+        :func:`sobol_indices` (``devices`` shares the bootstrap; ``f`` runs in this process).
       seed: seeds both the scrambled Sobol' design and the bootstrap.
       chunk_size: rows per call of ``f`` (None: all rows in one call).
       names: input names for a bounds array.
@@ -648,4 +684,4 @@ def sobol(f: Callable[[Any], Any], bounds_or_space, n: int, *, second_order: boo
     Y = _evaluate_in_chunks(f, X, chunk_size)
     return sobol_indices(Y, dom.d, second_order=second_order, estimator=estimator,
                          n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
-                         bootstrap_chunk=bootstrap_chunk, names=dom.names)
+                         bootstrap_chunk=bootstrap_chunk, names=dom.names, devices=devices)
