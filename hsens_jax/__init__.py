@@ -27,11 +27,12 @@ from hsens_jax.engine import CNN, MLP, Dropout, Model, ModelError, run_sweep, us
 from hsens_jax.objective import sweep_objective
 from hsens_jax.results import RunDirectory, SweepResult, load_results
 from hsens_jax.space import Bool, Categorical, Float, Int, Space, Threshold
+from hsens_jax.search import optimize
 from hsens_jax import design, encoding
 
 __all__ = [
     "Bool", "CNN", "Categorical", "Dataset", "Dropout", "Float", "Int", "MLP", "Model", "ModelError", "RunDirectory",
     "SensitivityReport", "Space", "SweepConfig", "Threshold", "SweepResult", "analyze", "load_dataset", "load_results",
     "compilation_cache_dir", "design", "disable_compilation_cache", "enable_compilation_cache", "encoding",
-    "run_sweep", "sweep_objective", "use_cpu_cores",
+    "optimize", "run_sweep", "sweep_objective", "use_cpu_cores",
 ]

@@ -4,6 +4,7 @@
 
     hsens demo                     # a few hundred MLPs on the bundled digits, then their analysis
     hsens sweep CONFIG.toml        # a sweep described by a TOML file (resumes if interrupted)
+    hsens optimize CONFIG.toml     # a search that learns ([design] kind = "tpe"), batch by batch
     hsens sweep CONFIG.toml --coordinator HOST:PORT --num-processes N --process-id I
                                    # one of N cooperating processes (hosts, GPUs); under SLURM
                                    # or Open MPI the group is found in the environment
@@ -75,6 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--top", type=int, default=10, help="rows of the best-configurations table")
     _device_args(sweep)
     _process_group_args(sweep)
+
+    opt = sub.add_parser("optimize", help="a search that learns: Optuna's TPE, GP or CMA-ES proposes the configurations",
+                         description="Run the search a TOML file's [design] describes (kind = tpe | gp | cmaes; n "
+                                     "trials, batch per vectorized training call; see hsens_jax.config): each batch "
+                                     "of configurations is trained in one call and told to the Optuna study "
+                                     "(OUTPUT/study.db), and a table of the best configurations so far is printed. "
+                                     "Re-running the same command resumes an interrupted search.")
+    opt.add_argument("config", help="the TOML configuration file")
+    opt.add_argument("--output", help="run directory (overrides [sweep] output)")
+    opt.add_argument("--trials", type=int, help="the budget: trials in the study when done (overrides [design] n)")
+    opt.add_argument("--batch", type=int, help="configurations per training call (overrides [design] batch)")
+    opt.add_argument("--chunk-size", type=int, help="runs per compiled call (overrides [sweep] chunk_size)")
+    opt.add_argument("--overwrite", action="store_true", help="discard a different sweep found in the output")
+    opt.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    opt.add_argument("--top", type=int, default=5, help="rows of the best-configurations table after each batch")
+    _device_args(opt)
 
     an = sub.add_parser("analyze", help="HSIC sensitivity of a run's objectives to each hyperparameter",
                         description="Compute the R2-HSIC index and independence-test p-value of every "
@@ -233,6 +250,48 @@ def _sweep(config, output, overwrite, progress, top, chunk_size=None, allow_devi
     return result
 
 
+def _optimize(config, output, overwrite, progress, top, trials=None, batch=None, chunk_size=None):
+    """The search of ``config`` ([design] kind = tpe | gp | cmaes), printing the best configurations
+    after every batch."""
+    from hsens_jax.search.optuna import optimize
+
+    if top < 1:
+        raise ValueError(f"--top must be >= 1, got {top}")
+    design = config.design
+    objective = design.get("objective", "final_val_loss")
+    batch = batch or design["batch"]
+    # a search's chunks hold one batch's runs at most: [sweep] chunk_size only lowers that
+    chunk_size = min(chunk_size or config.chunk_size, batch * len(config.seeds) * (config.cv or 1))
+    dataset = config.load_data()
+
+    def live(res, record):
+        numbers = record["trials"]
+        resumed = f", {record['resumed']} resumed from an interrupted session" if record["resumed"] else ""
+        print(f"\nbatch {len(res.batches)}: trials {numbers[0]}-{numbers[-1]}{resumed} in {record['wall_s']:.1f} s "
+              f"({record['compilations']} compilations); best {objective} so far: {record['best_value']:.4g}")
+        print(res.table(top), flush=True)
+
+    res = optimize(
+        dataset, config.space, n_trials=trials or design["n"], batch_size=batch,
+        sampler=design["kind"], objective=objective, direction=design.get("direction"), seed=design["seed"],
+        model=config.make_model(), fixed=config.fixed, seeds=config.seeds, cv=config.cv, run_dir=output,
+        storage=design.get("storage"), study_name=design.get("study_name"), chunk_size=chunk_size,
+        n_evals=config.n_evals, eval_batch_size=config.eval_batch_size, group_by=config.group_by, overwrite=overwrite,
+        progress=progress, callback=live)
+    n_done = len(res.study.trials)
+    if not res.batches:
+        print(f"the study already holds {n_done} trials (the budget): nothing to train")
+    try:
+        print(f"\nBest of {n_done} trials: {objective} = {res.best_value:.4g} with {res.best_params}")
+    except ValueError:
+        print(f"\nNo trial of the {n_done} has a finite {objective}")
+    where = Path(output).resolve()
+    storage = design.get("storage") or f"sqlite:///{where / 'study.db'}"
+    print(f"Results: {where} (hsens_jax.load_results() loads them); study: {storage} "
+          f"(optuna-dashboard {storage})")
+    return res
+
+
 def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="JAX devices to split the CPU into, each training a share of every chunk "
@@ -340,8 +399,23 @@ def main(argv=None) -> int:
             _use_cpu_devices(args.cpu_devices)
             _process_group(args)
             config = SweepConfig.load(args.config)
-            _sweep(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
-                   args.chunk_size, args.allow_device_change)
+            if config.is_search:
+                _optimize(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
+                          chunk_size=args.chunk_size)
+            else:
+                _sweep(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
+                       args.chunk_size, args.allow_device_change)
+        elif args.command == "optimize":
+            from hsens_jax.config import SEARCH_KINDS, SweepConfig
+
+            _use_cpu_devices(args.cpu_devices)
+            config = SweepConfig.load(args.config)
+            if not config.is_search:
+                raise ValueError(f"{args.config}: [design] kind = {config.design['kind']!r} is a design, not a search: "
+                                 f"set kind to one of {list(SEARCH_KINDS)} (with n trials and a batch), or run "
+                                 f"`hsens sweep`")
+            _optimize(config, args.output or config.output, args.overwrite, not args.no_progress, args.top,
+                      args.trials, args.batch, args.chunk_size)
         elif args.command == "analyze":
             from hsens_jax.results import load_results
 
@@ -355,7 +429,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"--top must be >= 1, got {args.top}")
             result = load_results(args.run_dir, partial=True)  # an unfinished run too, with a warning
             print(result.table(args.objective, k=args.top, direction=args.direction))
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as e:
         print(f"hsens {args.command}: error: {e}", file=sys.stderr)
         _leave_group(2)
         return 2

@@ -42,6 +42,13 @@ the seeds and the output directory::
     n = 256                  # configurations (grid: `levels` per hyperparameter instead)
     seed = 0
 
+    # or a search that learns (Optuna, `hsens optimize`): `n` trials, `batch` per training call
+    # kind = "tpe"           # tpe | gp | cmaes
+    # n = 128
+    # batch = 16
+    # objective = "final_val_loss"   # default; direction: the objective's own unless given
+    # study_name = "hsens"           # the study, in OUTPUT/study.db unless `storage` names another
+
     [sweep]
     seeds = [0]              # or: n_seeds = 3
     # cv = 3                 # k-fold cross-validation (stratified for classification), vectorized
@@ -83,13 +90,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+SEARCH_KINDS = ("tpe", "gp", "cmaes")
+"""[design] kinds that are searches (:func:`hsens_jax.search.optuna.optimize`), not designs."""
+_SEARCH_KEYS = ("batch", "objective", "direction", "study_name", "storage")
+
 _SECTIONS = {
     "data": {"name", "data_dir", "val_fraction", "n_train", "seed", "noise", "n", "n_nuclides",
              "path", "task", "target", "stratify", "classes"},
     "model": {"kind", "module", "loss", "metrics", "directions", "optimizer", "static", "traced", "defaults",
               "name"},
     "budget": {"epochs", "steps"},
-    "design": {"kind", "n", "seed", "levels"},
+    "design": {"kind", "n", "seed", "levels", "batch", "objective", "direction", "study_name", "storage"},
     "sweep": {"seeds", "n_seeds", "chunk_size", "n_evals", "group_by", "output", "eval_batch_size", "cv"},
     "fixed": None,
     "space": None,
@@ -148,13 +159,20 @@ class SweepConfig:
             raise err("no training budget: set `epochs` or `steps` in [budget]")
         given = dict(d.get("design", {}))
         kind = given.get("kind", "sobol")
-        design = {"kind": kind, "seed": 0, **({} if kind == "grid" else {"n": 64}), **given}
-        try:
-            from hsens_jax import design as design_mod
+        if kind in SEARCH_KINDS:
+            design = _search_section(given, err)
+        else:
+            misplaced = sorted(k for k in _SEARCH_KEYS if k in given)
+            if misplaced:
+                raise err(f"[design] {misplaced} apply to a search (kind = {' | '.join(SEARCH_KINDS)}), not to "
+                          f"kind = {kind!r}")
+            design = {"kind": kind, "seed": 0, **({} if kind == "grid" else {"n": 64}), **given}
+            try:
+                from hsens_jax import design as design_mod
 
-            design_mod.check(space, kind, n=design.get("n"), levels=design.get("levels"), seed=design["seed"])
-        except (ValueError, TypeError) as e:
-            raise err(f"[design]: {e}") from None
+                design_mod.check(space, kind, n=design.get("n"), levels=design.get("levels"), seed=design["seed"])
+            except (ValueError, TypeError) as e:
+                raise err(f"[design]: {e}") from None
         sweep = dict(d.get("sweep", {}))
         if "seeds" in sweep and "n_seeds" in sweep:
             raise err("give [sweep] `seeds` or `n_seeds`, not both")
@@ -175,6 +193,11 @@ class SweepConfig:
             group_by=list(sweep.get("group_by", [])), output=str(sweep.get("output", "runs/sweep")),
             eval_batch_size=ints["eval_batch_size"], source=source, cv=ints["cv"],
         )
+
+    @property
+    def is_search(self) -> bool:
+        """Whether [design] asks for a search (kind in :data:`SEARCH_KINDS`) rather than a design."""
+        return self.design["kind"] in SEARCH_KINDS
 
     @classmethod
     def load(cls, path: str | Path) -> "SweepConfig":
@@ -207,7 +230,11 @@ class SweepConfig:
             raise type(e)(f"{self.source}: [model]: {e}") from None
 
     def make_design(self):
-        """The configurations the design section asks for."""
+        """The configurations the design section asks for (a search has none up front: see
+        :attr:`is_search`)."""
+        if self.is_search:
+            raise ValueError(f"{self.source}: [design] kind = {self.design['kind']!r} is a search: run it with "
+                             f"`hsens optimize`")
         from hsens_jax import design
 
         return design.make(self.space, self.design["kind"], n=self.design.get("n"), levels=self.design.get("levels"),
@@ -227,6 +254,26 @@ class SweepConfig:
             return load_dataset(self.data["name"], **kwargs)
         except (ValueError, TypeError) as e:
             raise type(e)(f"{self.source}: [data]: {e}") from None
+
+
+def _search_section(given: dict[str, Any], err) -> dict[str, Any]:
+    """[design] of a search: ``n`` trials (default 64) in batches of ``batch`` (default 16)."""
+    design = {"kind": given["kind"], "seed": 0, "n": 64, "batch": 16, **given}
+    if "levels" in design:
+        raise err(f"[design] levels applies to kind = 'grid', not to a search (kind = {design['kind']!r})")
+    for key, low in (("n", 1), ("batch", 1), ("seed", 0)):
+        v = design[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise err(f"[design] {key} must be an integer >= {low}, got {v!r}")
+    if design["n"] < design["batch"]:
+        raise err(f"[design] the budget n = {design['n']} trials is smaller than one batch (batch = "
+                  f"{design['batch']}): lower batch or raise n")
+    for key in ("objective", "study_name", "storage"):
+        if key in design and (not isinstance(design[key], str) or not design[key]):
+            raise err(f"[design] {key} must be a non-empty string, got {design[key]!r}")
+    if "direction" in design and design["direction"] not in ("minimize", "maximize"):
+        raise err(f"[design] direction must be 'minimize' or 'maximize', got {design['direction']!r}")
+    return design
 
 
 def _model_section(section: dict[str, Any], err):

@@ -305,6 +305,13 @@ class SweepResult:
                          f"(not computed): left out)")
         return "\n".join(lines)
 
+    def to_optuna(self, storage=None, study_name: str | None = None, objective: str = "final_val_loss", **kwargs):
+        """This sweep as an Optuna study, one finished trial per configuration (needs Optuna:
+        ``pip install 'hsens_jax[search]'``); see :func:`hsens_jax.search.optuna.to_optuna`."""
+        from hsens_jax.search.optuna import to_optuna
+
+        return to_optuna(self, storage=storage, study_name=study_name, objective=objective, **kwargs)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write ``results.npz``, ``results.csv``, ``configs.npz`` and ``meta.json`` into ``path``.
 

@@ -56,6 +56,28 @@ def test_sweep_command_end_to_end_and_show(tmp_path, capsys):
     assert lines[0] == "ranked by final_val_loss (minimize)" and len(lines) == 5
 
 
+def test_optimize_prints_the_best_configurations_after_each_batch_and_resumes(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    with pytest.raises(SystemExit) as exit_help:
+        main(["optimize", "--help"])
+    assert exit_help.value.code == 0 and "usage: hsens optimize" in capsys.readouterr().out
+    cfg = _small_config(tmp_path)
+    text = cfg.read_text().replace('kind = "sobol"\nn = 4', 'kind = "tpe"\nn = 8\nbatch = 4\nseed = 1')
+    cfg.write_text(text)
+    assert main(["optimize", str(cfg), "--no-progress", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 1: trials 0-3" in out and "batch 2: trials 4-7" in out and "(0 compilations)" in out
+    assert out.count("ranked by final_val_loss (minimize)") == 2 and "Best of 8 trials" in out
+    assert (tmp_path / "run" / "study.db").exists() and load_results(tmp_path / "run").n_configs == 8
+    assert main(["sweep", str(cfg), "--no-progress"]) == 0  # a search config: resumed, nothing left to train
+    assert "already holds 8 trials" in capsys.readouterr().out
+    assert main(["optimize", str(cfg), "--trials", "3", "--batch", "4"]) == 2
+    assert "n_trials=3 is smaller than one batch" in capsys.readouterr().err
+    sobol = _small_config(tmp_path)
+    assert main(["optimize", str(sobol)]) == 2
+    assert "kind = 'sobol' is a design, not a search" in capsys.readouterr().err
+
+
 def test_sweep_splits_the_cpu_into_devices(tmp_path):
     """--cpu-devices N: the runs of each chunk are sharded over N CPU devices (in a fresh process,
     as JAX fixes its devices at its first computation)."""

@@ -126,3 +126,27 @@ def test_builtin_data_errors_name_the_config(tmp_path):
     cfg = SweepConfig.from_dict({**BASE, "data": {"name": "digits", "val_fraction": 2.0}}, source="c.toml")
     with pytest.raises(ValueError, match=r"c.toml: \[data\]: val_fraction must be in \[0, 1\)"):
         cfg.load_data()
+
+
+def test_search_kinds_take_a_budget_of_trials_and_a_batch():
+    c = SweepConfig.from_dict({**BASE, "design": {"kind": "tpe", "n": 32, "batch": 8,
+                                                  "objective": "final_val_accuracy"}}, source="c.toml")
+    assert c.is_search and c.design == {"kind": "tpe", "seed": 0, "n": 32, "batch": 8,
+                                        "objective": "final_val_accuracy"}
+    assert SweepConfig.from_dict({**BASE, "design": {"kind": "cmaes"}}).design["batch"] == 16
+    assert not SweepConfig.from_dict(BASE).is_search
+    with pytest.raises(ValueError, match="kind = 'tpe' is a search: run it with `hsens optimize`"):
+        c.make_design()
+
+
+@pytest.mark.parametrize("design,message", [
+    ({"kind": "tpe", "n": 4, "batch": 8}, r"the budget n = 4 trials is smaller than one batch \(batch = 8\)"),
+    ({"kind": "gp", "batch": 0}, r"\[design\] batch must be an integer >= 1"),
+    ({"kind": "tpe", "direction": "up"}, r"\[design\] direction must be 'minimize' or 'maximize'"),
+    ({"kind": "tpe", "levels": 3}, r"levels applies to kind = 'grid'"),
+    ({"kind": "sobol", "n": 8, "batch": 4}, r"\['batch'\] apply to a search"),
+    ({"kind": "tpe", "trials": 8}, r"unknown key\(s\) \['trials'\] in \[design\]"),
+])
+def test_bad_search_designs_name_the_culprit(design, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig.from_dict({**BASE, "design": design}, source="c.toml")

@@ -81,6 +81,8 @@ ACTIVATIONS = {
     "elu": jax.nn.elu,
     "silu": jax.nn.silu,
     "leaky_relu": jax.nn.leaky_relu,
+    # scikit-learn's MLP offers a linear network (activation="identity"): the search front end maps it here
+    "identity": lambda z: z,
 }
 """Activations a configuration may choose, by name."""
 

@@ -242,7 +242,9 @@ def check_relevance(resolved: Resolved, model: Model, space: Space, configs) -> 
 
     ``momentum`` set (in the space or fixed) while the optimizer is plain ``sgd`` has no
     effect: an analysis would score it as if it mattered. A conditional hyperparameter whose
-    condition matches exactly the optimizers that read it never triggers this.
+    condition matches exactly the optimizers that read it never triggers this. When the
+    space offers an optimizer that reads it, configurations that happen not to use one (a
+    search's batch) are only warned about.
     """
     if not model.builtin_optimizer or "optimizer" not in resolved.values:
         return
@@ -256,7 +258,9 @@ def check_relevance(resolved: Resolved, model: Model, space: Space, configs) -> 
         if not useless.any():
             continue
         where = sorted({str(o) for o in optim[useless]})
-        if useless.sum() == on.sum():
+        # a batch of a search may hold none of the space's optimizers that read it: that is no error
+        space_reads = set(users) & set(resolved.choices.get("optimizer", ()))
+        if useless.sum() == on.sum() and not space_reads:
             raise ValueError(
                 f"hyperparameter {name!r} has no effect: it is read only by the optimizer(s) {list(users)}, and "
                 f"the sweep uses {where}; remove it or make it conditional on the optimizer"

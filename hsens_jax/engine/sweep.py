@@ -56,6 +56,7 @@ import json
 import math
 import platform
 import re
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ from hsens_jax.engine import distributed
 from hsens_jax.engine import hyperparameters as hpm
 from hsens_jax.engine.builtin import BUILTIN_MODELS, MaskedNet
 from hsens_jax.engine.model import Model, ModelError, resolve as resolve_path
-from hsens_jax.engine.train import TrainSpec, full_hp, prepare_data, train
+from hsens_jax.engine.train import TrainSpec, full_hp, prepare_data, train, train_batch
 from hsens_jax.progress import Progress
 from hsens_jax.results import RunDirectory, SweepResult, fingerprint
 from hsens_jax.space import Space
@@ -490,13 +491,15 @@ def program(dataset, values: Mapping[str, Any], *, model: Any = "mlp", traced: S
 @functools.lru_cache(maxsize=64)
 def _compiled(spec: TrainSpec, folds: bool):
     """One jitted program per spec, reused by every chunk and every later sweep in the process."""
-    return jax.jit(jax.vmap(partial(train, spec), in_axes=(None, 0, 0, 0 if folds else None)))
+    return jax.jit(partial(train_batch, spec))
 
 
-def chunk_shape(n_runs: int, chunk_size: int, n_devices: int) -> int:
+def chunk_shape(n_runs: int, chunk_size: int, n_devices: int, fixed: bool = False) -> int:
     """Runs per call for ``n_runs`` pending runs: ``chunk_size``, or the next power of two below
-    it, rounded up to a multiple of the device count (a fixed set of shapes: compile once)."""
-    size = chunk_size if n_runs >= chunk_size else min(chunk_size, 1 << max(0, math.ceil(math.log2(n_runs))))
+    it, rounded up to a multiple of the device count (a fixed set of shapes: compile once).
+    ``fixed``: always ``chunk_size`` (one shape, whatever ``n_runs``)."""
+    size = chunk_size if n_runs >= chunk_size or fixed else min(chunk_size,
+                                                                 1 << max(0, math.ceil(math.log2(n_runs))))
     return math.ceil(size / n_devices) * n_devices
 
 
@@ -578,6 +581,7 @@ def run_sweep(
     design: Mapping[str, Any] | None = None,
     stop_after_chunks: int | None = None,
     patience=None,
+    fixed_chunks: bool = False,
     allow_device_change: bool = False,
 ) -> SweepResult:
     """Train every configuration of ``configs`` with every seed (and fold); return the results.
@@ -611,6 +615,10 @@ def run_sweep(
       patience: early stopping of each run (:class:`hsens_jax.engine.train.Patience`, with
         scikit-learn's ``n_iter_no_change``/``tol`` semantics), or None. Stopped runs keep the
         results of the state they stopped in; ``stopped`` and ``stopped_step`` say which.
+      fixed_chunks: every chunk holds ``chunk_size`` runs (padded), whatever the number of
+        runs: one program per group for every call, as a search's batches want (their groups
+        hold a different number of runs each time; by default each number rounds up to its own
+        power of two, and a new one compiles a program).
       allow_device_change: resume ``run_dir`` although it was computed on another number of
         devices (another process count, ``--cpu-devices``...), which is refused by default
         because results then differ in their last bits (see :mod:`hsens_jax.engine.devices`).
@@ -726,7 +734,7 @@ def run_sweep(
             done = distributed.on_leader(take_chunks, "read the run directory's chunks") or {}
         return _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema, meta, space,
                     chunk_size, n_dev, run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals,
-                    multi=multi, run_dir=run_dir)
+                    fixed_chunks, multi=multi, run_dir=run_dir)
     finally:
         if store is not None:
             store.close()
@@ -746,13 +754,45 @@ def _group_meta(g: Group, s: int, n_folds: int) -> dict:
 def _schema(spec: TrainSpec, data, plan: Plan, n_evals: int) -> dict:
     """Per-run shapes and dtype kinds of what a chunk stores (curves padded to ``n_evals``)."""
     hp = hpm.encode(plan.resolved, plan.groups[0].configs[:1], spec.model, plan.resolved.choices, plan.dtype)
-    hp = {n: a[0] for n, a in hp.items()}
-    out = jax.eval_shape(lambda h: train(spec, data, h, jax.random.key(0), 0), jax.tree.map(_struct, hp))
-    return {n: ((n_evals,) if n.endswith("_curve") else tuple(a.shape), np.dtype(a.dtype).kind) for n, a in out.items()}
+    hp = jax.tree.map(_struct, {n: a[0] for n, a in hp.items()})
+    key = (spec, n_evals, _signature((data, hp)))
+    if key not in _SCHEMAS:  # tracing the whole training takes seconds: once per program and process
+        out = jax.eval_shape(lambda h: train(spec, data, h, jax.random.key(0), 0), hp)
+        _SCHEMAS[key] = {n: ((n_evals,) if n.endswith("_curve") else tuple(a.shape), np.dtype(a.dtype).kind)
+                         for n, a in out.items()}
+    return dict(_SCHEMAS[key])
+
+
+_SCHEMAS: dict = {}
+_EXECUTABLES: dict = {}
+_EXECUTABLES_LOCK = threading.Lock()
+
+
+def _signature(tree) -> tuple:
+    """What a compiled program depends on in its arguments: structure, shapes, dtypes, shardings."""
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((tuple(np.shape(a)), str(a.dtype), getattr(a, "sharding", None)) for a in leaves)
+
+
+def _executable(spec: TrainSpec, folds: bool, data, hp, keys, fold):
+    """The compiled program of ``spec`` for these arguments, traced, lowered and compiled once per
+    process: the next chunk, sweep or search batch of the same shapes skips all three (a
+    search's batches otherwise spent seconds tracing and lowering programs they already had)."""
+    key = (spec, folds, _signature((data, hp, keys, fold)))
+    with _EXECUTABLES_LOCK:
+        if key in _EXECUTABLES:
+            return _EXECUTABLES[key]
+    compiled = _compiled(spec, folds).lower(data, hp, keys, fold).compile()
+    with _EXECUTABLES_LOCK:
+        if len(_EXECUTABLES) >= 64:
+            _EXECUTABLES.pop(next(iter(_EXECUTABLES)))
+        _EXECUTABLES[key] = compiled
+    return compiled
 
 
 def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema, meta, space, chunk_size, n_dev,
-         run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals, *, multi=False, run_dir=None):
+         run_sharding, bar, stop_after_chunks, t_start, k, s, n_evals, fixed_chunks=False, *, multi=False,
+         run_dir=None):
     total_runs = k * s * n_folds
     results: dict[str, np.ndarray] = {}
     for name, (shape, kind) in schema.items():
@@ -814,21 +854,21 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
 
         def compile_program():
             with jax.enable_x64(x64):
-                return _compiled(group.spec, n_folds > 1).lower(data, hp, keys, fold).compile()
+                return _executable(group.spec, n_folds > 1, data, hp, keys, fold)
 
         compiling[key] = compiler.submit(compile_program)
         return compiling[key]
 
     def first_size(gi):
         runs = pending(groups[gi])
-        return chunk_shape(len(runs), chunk_size, n_dev) if len(runs) else None
+        return chunk_shape(len(runs), chunk_size, n_dev, fixed_chunks) if len(runs) else None
 
     try:
         for gi, group in enumerate(groups):
             runs = pending(group)
             if len(runs) == 0:
                 continue
-            size = chunk_shape(len(runs), chunk_size, n_dev)
+            size = chunk_shape(len(runs), chunk_size, n_dev, fixed_chunks)
             for start in range(0, len(runs), size):
                 chunk = runs[start:start + size]
                 this = size  # the last chunk is padded: one program per group

@@ -786,6 +786,38 @@ def train(spec: TrainSpec, data: TrainData, hp, key, fold=0) -> dict[str, jax.Ar
     return finalize(spec, carry, data, hp)
 
 
+def train_batch(spec: TrainSpec, data: TrainData, hp, keys, fold=None) -> dict[str, jax.Array]:
+    """``jax.vmap(train)`` over a batch of runs (``hp`` and ``keys`` with a leading run axis;
+    ``fold`` (R,) or None): the sweep's compiled programs.
+
+    With patience, the loop's exit is decided for the whole batch, outside ``vmap``, so that
+    its step counter stays one unbatched scalar. (Under ``vmap`` a ``while_loop`` whose
+    predicate differs per run batches its whole carry, the step counter included, and every
+    ``lax.cond`` of the step on it, a new epoch's permutation or a validation point, then runs
+    both branches at every step: 16 digits MLPs of 300 steps took 0.58-0.64 s so, against
+    0.14-0.15 s here and 0.13 s without patience; 2-core CPU, shared.) As under ``vmap``, a run that has stopped
+    keeps its parameters and its record (curves, training-loss sums) from then on and finishes
+    at its own step count: the results equal ``jax.vmap(train)``'s.
+    """
+    fold_axis = None if fold is None else 0
+    if spec.patience is None:
+        return jax.vmap(lambda h, k, f: train(spec, data, h, k, f), in_axes=(0, 0, fold_axis))(hp, keys, fold)
+    carry = jax.vmap(lambda h, k, f: init_carry(spec, data, h, k, f), in_axes=(0, 0, fold_axis))(hp, keys, fold)
+    batched_step = jax.vmap(lambda h, c, t: step(spec, data, h, c, t), in_axes=(0, 0, None))
+
+    def body(state):
+        c, t, ends = state
+        done = c.stop.stopped
+        new = batched_step(hp, c, t)  # a stopped run's parameters do not move (step's `active`)
+        keep = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+        return new._replace(record=jax.tree.map(keep, c.record, new.record)), t + 1, jnp.where(done, ends, t + 1)
+
+    carry, _, t_end = jax.lax.while_loop(lambda st: (st[1] < spec.n_steps) & ~jnp.all(st[0].stop.stopped), body,
+                                         (carry, jnp.zeros((), jnp.int32), jnp.zeros(keys.shape[:1], jnp.int32)))
+    finish = lambda h, c, t: finalize(spec, _final_evaluation(spec, data, h, c, t), data, h)  # noqa: E731
+    return jax.vmap(finish)(hp, carry, t_end)
+
+
 def _final_evaluation(spec: TrainSpec, data: TrainData, hp, carry: Carry, t_end) -> Carry:
     """A run that stopped early (at step ``t_end``): the curve points it did not reach hold its
     stopped state's validation scores (and the training loss since its last point), so that its

@@ -7,7 +7,8 @@ import pytest
 from hsens_jax.engine.builtin import sized_model
 from hsens_jax.engine.builtin import parse_layer_sizes
 from hsens_jax.engine.optimizers import SCHEDULES
-from hsens_jax.engine.train import TrainSpec, hp_from_values, learning_rate_at, prepare_data, train
+from hsens_jax.engine.train import (Patience, TrainSpec, hp_from_values, learning_rate_at, prepare_data, train,
+                                    train_batch)
 
 
 def _spec(ds, **kw):
@@ -43,6 +44,26 @@ def test_vmapped_equals_sequential(small_digits):
             np.testing.assert_allclose(batched[name][r], one[name], rtol=1e-5, atol=1e-6, err_msg=f"{name} run {r}")
     # different configurations really differ, and different seeds too
     assert len(np.unique(np.round(np.asarray(batched["final_val_loss"]), 5))) == 2 * k
+
+
+def test_train_batch_with_patience_equals_vmapped_train(small_digits):
+    """The sweep's program (train_batch) decides patience's early exit for the whole batch, its
+    step counter unbatched; its results equal jax.vmap(train)'s, where the counter is batched."""
+    ds = small_digits
+    data = prepare_data(ds)
+    spec = _spec(ds, optimizers=("sgd", "momentum", "adam"), activations=("relu", "tanh"), n_steps=70,
+                 patience=Patience(n_iter_no_change=1, tol=0.1))
+    hp = hp_from_values(VALUES, spec)
+    keys = jax.vmap(jax.random.key)(jnp.arange(len(VALUES["width"])))
+    batch = jax.jit(lambda h, k: train_batch(spec, data, h, k))(hp, keys)
+    vmapped = jax.jit(jax.vmap(lambda h, k: train(spec, data, h, k)))(hp, keys)
+    assert set(batch) == set(vmapped)
+    for name in batch:
+        np.testing.assert_allclose(np.asarray(batch[name], float), np.asarray(vmapped[name], float), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    stopped = np.asarray(batch["stopped"])
+    assert stopped.any() and not stopped.all()  # the loop ran on after some runs stopped
+    assert np.all(np.asarray(batch["stopped_step"])[stopped] < spec.n_steps - 1)
 
 
 @pytest.mark.parametrize("optimizer, huge", [("sgd", 1e9), ("adam", 1e37)])
