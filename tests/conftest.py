@@ -61,3 +61,16 @@ def compilations():
             _COUNTER.active = False
 
     return counting
+
+
+@pytest.fixture(autouse=True)
+def _precision_is_left_as_found():
+    """A test that turns float64 on for the whole process (``jax.config.update("jax_enable_x64",
+    True)``, directly or by importing a module that does) would change every later test of its
+    worker: fail it and restore the setting."""
+    before = bool(jax.config.jax_enable_x64)
+    yield
+    after = bool(jax.config.jax_enable_x64)
+    if after != before:
+        jax.config.update("jax_enable_x64", before)
+        pytest.fail(f"jax_enable_x64 changed from {before} to {after} during the test (use `with jax.enable_x64(...)`)")

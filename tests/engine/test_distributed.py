@@ -70,7 +70,8 @@ def _env():
     return env
 
 
-def _launch(tmp_path, config, output, n_processes, *, worker_args=None, configs=None, init_timeout=60, only=None):
+def _launch(tmp_path, config, output, n_processes, *, worker_args=None, configs=None, init_timeout=60, only=None,
+            cpu_devices=None):
     """Start the workers of a group of ``n_processes`` (those in ``only``, default all); returns
     their Popen objects (logs in tmp_path)."""
     port = _free_port()
@@ -78,7 +79,7 @@ def _launch(tmp_path, config, output, n_processes, *, worker_args=None, configs=
     for i in (range(n_processes) if only is None else only):
         own = (worker_args or {}).get(i, [])
         cmd = [sys.executable, str(WORKER), *own, "--", "sweep", str((configs or {}).get(i, config)), "--output",
-               str(output), "--no-progress", "--cpu-devices", "1", "--coordinator", f"127.0.0.1:{port}",
+               str(output), "--no-progress", "--cpu-devices", str((cpu_devices or {}).get(i, 1)), "--coordinator", f"127.0.0.1:{port}",
                "--num-processes", str(n_processes), "--process-id", str(i), "--init-timeout", str(init_timeout)]
         log = open(tmp_path / f"{output.name}-p{i}.log", "w")
         procs.append(subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True))
@@ -149,6 +150,20 @@ def test_two_processes_give_the_sweep_of_one_and_distributed_hsic_equals_one_dev
             np.testing.assert_array_equal(est[f"group:{k}"], est[f"one:{k}"], err_msg=k)
         else:
             np.testing.assert_allclose(est[f"group:{k}"], est[f"one:{k}"], rtol=1e-9, atol=1e-13, err_msg=k)
+
+
+def test_three_processes_of_two_devices_give_the_sweep_of_one(tmp_path, reference):
+    """6 devices in 3 processes (each splits its CPU in two; the processes must have equal counts):
+    chunks of 6 runs, the last one padded."""
+    config, output = _config(tmp_path), tmp_path / "three"
+    procs = _launch(tmp_path, config, output, 3, cpu_devices={0: 2, 1: 2, 2: 2})
+    codes, logs = _finish(procs, tmp_path, output)
+    assert codes == [0, 0, 0], "\n".join(logs)
+    result = load_results(output)
+    assert result.meta["processes"] == 3 and result.meta["device"].startswith("6 x cpu")
+    _assert_same_runs(result, reference)
+    ids = _chunk_run_ids(output)
+    assert len(ids) == len(set(ids.tolist())) == 8
 
 
 def test_a_killed_process_stops_the_group_and_one_process_resumes(tmp_path, reference, capsys):
