@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from common import Study, arguments, run_study, setup_devices
+from common import Study, study_main
 from models import INITS, OUTPUT_ACTIVATIONS, bateman_pinn
 from runge import per_layer_space
 
@@ -85,9 +85,7 @@ def build(args) -> Study:
 
 
 def main(argv=None):
-    args = arguments(__doc__.split("\n")[0], argv)
-    device = setup_devices()
-    return run_study(build(args), args, device=device)
+    return study_main(__doc__, build, argv)
 
 
 if __name__ == "__main__":

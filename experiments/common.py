@@ -223,6 +223,14 @@ def add_derived(result: hs.SweepResult, study: Study) -> None:
     result.meta["directions"] = directions
 
 
+def study_main(doc: str, build, argv=None) -> dict[str, Any]:
+    """The ``main`` of a study script: its arguments (described by the first line of ``doc``),
+    the devices, then :func:`run_study` on ``build(args)``."""
+    args = arguments(doc.split("\n")[0], argv)
+    device = setup_devices()
+    return run_study(build(args), args, device=device)
+
+
 def run_study(study: Study, args, *, device: str) -> dict[str, Any]:
     """Sweep, analyse, cross-check and write one study (see the module docstring); returns the summary."""
     out = Path(args.out) / study.name

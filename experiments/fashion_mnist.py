@@ -18,7 +18,7 @@ to compile on a 2-core CPU); without the files it falls back to the bundled 8x8 
 
 from __future__ import annotations
 
-from common import Study, arguments, load_images, run_study, setup_devices
+from common import load_images, Study, study_main
 from models import INITS, residual_cnn
 
 import hsens_jax as hs
@@ -104,9 +104,7 @@ def build(args) -> Study:
 
 
 def main(argv=None):
-    args = arguments(__doc__.split("\n")[0], argv)
-    device = setup_devices()
-    return run_study(build(args), args, device=device)
+    return study_main(__doc__, build, argv)
 
 
 if __name__ == "__main__":

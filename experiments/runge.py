@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from common import Study, arguments, run_study, setup_devices
+from common import Study, study_main
 from models import INITS, REGRESSION_DIRECTIONS, REGRESSION_LOSSES, per_layer_mlp, regression_loss, regression_metrics
 
 import hsens_jax as hs
@@ -91,9 +91,7 @@ def build(args) -> Study:
 
 
 def main(argv=None):
-    args = arguments(__doc__.split("\n")[0], argv)
-    device = setup_devices()
-    return run_study(build(args), args, device=device)
+    return study_main(__doc__, build, argv)
 
 
 if __name__ == "__main__":
