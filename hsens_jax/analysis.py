@@ -504,7 +504,8 @@ def _objective_values(result, obj, reduce, treatment, cap, direction):
         div = _match(np.asarray(result.metrics["diverged"]) > 0, raw.shape, "diverged", np.any)
         codes = result.metrics.get("diverged_reason")
         codes = np.ones(raw.shape, int) if codes is None else \
-            np.maximum(_match(np.asarray(codes, int), raw.shape, "diverged_reason", np.max), 1)
+            np.maximum(_match(np.nan_to_num(np.asarray(codes, float)).astype(int),  # runs not computed: NaN
+                              raw.shape, "diverged_reason", np.max), 1)
     else:
         div, codes = np.zeros(raw.shape, bool), np.ones(raw.shape, int)
     flagged = div | np.isinf(raw)
