@@ -359,7 +359,7 @@ def plan_sweep(dataset, space: Space | None, configs: Mapping[str, np.ndarray] |
             optimizers=resolved.choices.get("optimizer", ("adam",)),
             schedules=resolved.choices.get("schedule", ("constant",)),
             n_evals=n_evals, eval_batch_size=eval_batch_size, static=tuple(static.items()), chance_loss=chance,
-            patience=patience)
+            patience=patience, fold_n_train=tuple(len(tr) for tr, _ in folds) if folds else None)
 
     grouped = set(group_by) | set(resolved.static)
     # static hyperparameters a user's model needs, found by tracing the first configuration

@@ -122,6 +122,11 @@ class TrainSpec:
       static: the program's static hyperparameters, ``((name, value), ...)`` sorted.
       chance_loss: the chance-level validation loss (None: that criterion is off).
       patience: early stopping of each run (:class:`Patience`), or None.
+      fold_n_train: with folds, each fold's training-set size (None: no folds, or not
+        known). When every fold has the same number of steps per epoch, the epoch
+        boundaries are one static schedule for all the runs of a program; otherwise each
+        run's fold decides them (a per-run test: under ``vmap`` the epoch's new order is
+        then drawn at every step and selected).
     """
 
     model: Model
@@ -136,6 +141,7 @@ class TrainSpec:
     static: tuple = ()
     chance_loss: float | None = None
     patience: Patience | None = None
+    fold_n_train: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.task not in ("classification", "regression"):
@@ -162,6 +168,11 @@ class TrainSpec:
     @property
     def steps_per_epoch(self) -> int:
         return self.n_train // self.batch_size
+
+    @property
+    def uniform_epochs(self) -> bool:
+        """Whether every fold's epoch has :attr:`steps_per_epoch` steps (always, without folds)."""
+        return self.fold_n_train is not None and len({n // self.batch_size for n in self.fold_n_train}) == 1
 
     @property
     def eval_every(self) -> int:
@@ -625,7 +636,7 @@ def batch_indices(spec: TrainSpec, keys, perm, t, redraw=True, data: TrainData |
     folds = data is not None and data.train_idx is not None
     if folds:
         n_real = data.train_n[fold]
-        spe = jnp.maximum(n_real // spec.batch_size, 1)
+        spe = spec.steps_per_epoch if spec.uniform_epochs else jnp.maximum(n_real // spec.batch_size, 1)
     else:
         n_real, spe = None, spec.steps_per_epoch
     epoch, pos = t // spe, t % spe
@@ -662,7 +673,7 @@ def step(spec: TrainSpec, data: TrainData, hp, carry: Carry, t) -> Carry:
         stop = stop._replace(epoch_sum=stop.epoch_sum + jnp.where(jnp.isfinite(loss), loss, jnp.inf),
                              epoch_n=stop.epoch_n + 1)
         if pat.monitor == "train_loss":
-            if data.train_idx is None:
+            if data.train_idx is None or spec.uniform_epochs:
                 spe = spec.steps_per_epoch
             else:
                 spe = jnp.maximum(data.train_n[carry.fold] // spec.batch_size, 1)
