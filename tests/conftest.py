@@ -5,6 +5,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The persistent compilation cache of the tests: one fresh directory per session (shared with
 # the subprocesses the tests start), never the user's own cache.
 os.environ.setdefault("HSENS_COMPILATION_CACHE", tempfile.mkdtemp(prefix="hsens-test-cache-"))
+# Compiled programs are kept in memory only, not written beside it (hsens_jax.executables):
+# tests/test_executables.py turns the disk layer on where it tests it.
+os.environ.setdefault("HSENS_EXECUTABLE_CACHE", "off")
 import jax  # noqa: E402
 
 # One CPU device in the test process, whatever runs first: the CLI splits the CPU into one

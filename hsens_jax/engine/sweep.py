@@ -69,6 +69,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import hsens_jax
+from hsens_jax import executables
 from hsens_jax.engine import distributed
 from hsens_jax.engine import hyperparameters as hpm
 from hsens_jax.engine.builtin import BUILTIN_MODELS, MaskedNet
@@ -757,9 +758,14 @@ def _schema(spec: TrainSpec, data, plan: Plan, n_evals: int) -> dict:
     hp = jax.tree.map(_struct, {n: a[0] for n, a in hp.items()})
     key = (spec, n_evals, _signature((data, hp)))
     if key not in _SCHEMAS:  # tracing the whole training takes seconds: once per program and process
-        out = jax.eval_shape(lambda h: train(spec, data, h, jax.random.key(0), 0), hp)
-        _SCHEMAS[key] = {n: ((n_evals,) if n.endswith("_curve") else tuple(a.shape), np.dtype(a.dtype).kind)
-                         for n, a in out.items()}
+        def compute():
+            out = jax.eval_shape(lambda h: train(spec, data, h, jax.random.key(0), 0), hp)
+            return {n: ((n_evals,) if n.endswith("_curve") else tuple(a.shape), np.dtype(a.dtype).kind)
+                    for n, a in out.items()}
+
+        # and once per program across processes (a plain dict, beside the compiled programs)
+        _SCHEMAS[key] = executables.memo("sweep.schema", (executables.stable_repr(spec), n_evals), (data, hp),
+                                         compute)
     return dict(_SCHEMAS[key])
 
 
@@ -782,7 +788,10 @@ def _executable(spec: TrainSpec, folds: bool, data, hp, keys, fold):
     with _EXECUTABLES_LOCK:
         if key in _EXECUTABLES:
             return _EXECUTABLES[key]
-    compiled = _compiled(spec, folds).lower(data, hp, keys, fold).compile()
+    # kept across processes too (hsens_jax.executables) when the spec has a stable repr (the
+    # built-in models; a user's model object is kept in this process only)
+    compiled = executables.compiled(_compiled(spec, folds), "sweep.train_batch", (data, hp, keys, fold),
+                                    key=(executables.stable_repr(spec), folds))
     with _EXECUTABLES_LOCK:
         if len(_EXECUTABLES) >= 64:
             _EXECUTABLES.pop(next(iter(_EXECUTABLES)))

@@ -705,8 +705,11 @@ class _Refit:
             x64 = self.plan.dtype == jax.numpy.float64  # jax.enable_x64 is thread-local: carry it to the thread
 
             def compile_program():
-                with jax.enable_x64(x64):
-                    return fn.lower(self.data, hp, self.stop.seed).compile()
+                from hsens_jax import executables
+
+                with jax.enable_x64(x64):  # kept across processes (hsens_jax.executables)
+                    return executables.compiled(fn, "sklearn._train_state", (self.data, hp, self.stop.seed),
+                                                key=executables.stable_repr(spec))
 
             self._programs[group] = self._pool.submit(compile_program)
         return self._programs[group]

@@ -147,6 +147,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from hsens_jax import executables
 from hsens_jax.compile_cache import ensure_compilation_cache
 from hsens_jax.sensitivity._brent import maximize_bounded
 from hsens_jax.sensitivity._table import number, per_input_table
@@ -1212,7 +1213,13 @@ def _gamma_sf(res, dtype):
                 jax.device_get((res["gamma_shape"], res["gamma_scale"], res["gamma_x"])))
     with np.errstate(invalid="ignore", divide="ignore"):
         p = scipy.special.gammaincc(a, np.maximum(x, 0.0) / sc)
-    return jnp.asarray(p.astype(dtype))
+    return jax.device_put(p.astype(dtype))  # a transfer; jnp.asarray would compile a program
+
+
+def _on_device(a):
+    """``a`` as a JAX array: a transfer of a host array (``jnp.asarray`` would compile a small
+    program for it in every new process)."""
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
 
 
 def _pvalues_from_perm(stats, obs, convention):
@@ -1326,10 +1333,13 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
     with jax.default_matmul_precision("highest"), _no_gc_pauses():
         # Full float32 matrix products: on GPUs the default lets XLA use TF32 (10-bit
         # mantissas), which would break the float32-vs-float64 agreement of the sums.
-        res = _hsic_core(Xt, theta, gs, G, Z, prep.theta_z, w, valid, estimator=estimator,
-                         out_kind=prep.out_kind, cat=cat_s, block=core_block,
-                         want_gamma=(pvalue == "gamma"), has_groups=has_groups,
-                         has_gscale=has_gscale, single_pass=single, out_block=out_block)
+        # the compiled program, kept across processes (hsens_jax.executables): a new process
+        # neither traces nor lowers it again
+        args = (Xt, theta, gs, G, Z, prep.theta_z, w, valid)
+        res = executables.compiled(_hsic_core, "hsic._hsic_core", args, dict(
+            estimator=estimator, out_kind=prep.out_kind, cat=cat_s, block=core_block,
+            want_gamma=(pvalue == "gamma"), has_groups=has_groups, has_gscale=has_gscale,
+            single_pass=single, out_block=out_block))(*args)
         pv = np.full((g,), np.nan, prep.X.dtype)
         if pvalue == "gamma":
             pv = _gamma_sf(res, prep.X.dtype)
@@ -1341,11 +1351,12 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
                 k = key
             else:  # a legacy uint32 key
                 k = jnp.asarray(key)
-            stats = _perm_core(k, Xt, theta, gs, G, Z, prep.theta_z, w, valid, res["ca"],
-                               res["ga"], res["cb"], res["gb"], estimator=estimator,
-                               out_kind=prep.out_kind, cat=cat_s, block=perm_block,
-                               has_groups=has_groups, has_gscale=has_gscale,
-                               n_perm=int(n_permutations), chunk=chunk, weighted=weighted)
+            args = (k, Xt, theta, gs, G, Z, prep.theta_z, w, valid, res["ca"], res["ga"], res["cb"],
+                    res["gb"])
+            stats = executables.compiled(_perm_core, "hsic._perm_core", args, dict(
+                estimator=estimator, out_kind=prep.out_kind, cat=cat_s, block=perm_block,
+                has_groups=has_groups, has_gscale=has_gscale, n_perm=int(n_permutations), chunk=chunk,
+                weighted=weighted))(*args)
             pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(prep.X.dtype)
     return res, pv, kb
 
@@ -1451,8 +1462,8 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
                        perm_chunk=perm_chunk, bucket=bucket, devices=devices)
     theta = prep.theta if kb is None else kb
     return HSICResult(
-        hsic=res["hsic"], r2=res["r2"], pvalue=jnp.asarray(pv), bandwidth=jnp.asarray(theta),
-        output_bandwidth=jnp.asarray(prep.theta_z),
+        hsic=res["hsic"], r2=res["r2"], pvalue=_on_device(pv), bandwidth=_on_device(theta),
+        output_bandwidth=_on_device(prep.theta_z),
         hsic_yy=res["hyy"], estimator=estimator, pvalue_method=pvalue,
         n_permutations=int(n_permutations) if pvalue == "permutation" else 0, goal=prep.goal,
         pvalue_convention=pvalue_convention)
