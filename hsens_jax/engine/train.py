@@ -823,7 +823,22 @@ def train_batch(spec: TrainSpec, data: TrainData, hp, keys, fold=None) -> dict[s
         keep = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
         return new._replace(record=jax.tree.map(keep, c.record, new.record)), t + 1, jnp.where(done, ends, t + 1)
 
-    carry, _, t_end = jax.lax.while_loop(lambda st: (st[1] < spec.n_steps) & ~jnp.all(st[0].stop.stopped), body,
+    # Runs stop at the end of an epoch when the training loss is monitored: the exit is then
+    # decided once per epoch (an inner loop of one epoch's steps), not after every step (on
+    # several devices, each test of the runs' flags is a reduction across them).
+    spe = spec.steps_per_epoch
+    per_epoch = (spec.patience.monitor == "train_loss" and spe > 1 and spec.n_steps % spe == 0
+                 and (data.train_idx is None or spec.uniform_epochs))
+    if per_epoch:
+        def epoch_body(state):
+            c, t, ends = jax.lax.fori_loop(0, spe, lambda i, st: body(st), state)
+            return c, t, ends
+
+        loop_body = epoch_body
+    else:
+        loop_body = body
+    carry, _, t_end = jax.lax.while_loop(lambda st: (st[1] < spec.n_steps) & ~jnp.all(st[0].stop.stopped),
+                                         loop_body,
                                          (carry, jnp.zeros((), jnp.int32), jnp.zeros(keys.shape[:1], jnp.int32)))
     finish = lambda h, c, t: finalize(spec, _final_evaluation(spec, data, h, c, t), data, h)  # noqa: E731
     return jax.vmap(finish)(hp, carry, t_end)
