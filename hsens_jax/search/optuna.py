@@ -306,8 +306,9 @@ def optimize(
       dataset, space, model, fixed, seeds, cv, n_evals, eval_batch_size, group_by, patience,
         devices: as in :func:`hsens_jax.run_sweep` (a trial's value is its configuration's
         ``objective`` averaged over seeds and folds).
-      chunk_size: runs per compiled call; default: a batch's runs (``batch_size`` x seeds x
-        folds). Every chunk has this size (padded; ``run_sweep(..., fixed_chunks=True)``), so
+      chunk_size: runs per compiled call; default: on a CPU
+        :data:`~hsens_jax.engine.devices.CPU_CONFIGS_PER_CHUNK` configurations x seeds x folds,
+        elsewhere a batch's runs (``batch_size`` x seeds x folds). Every chunk has this size (padded; ``run_sweep(..., fixed_chunks=True)``), so
         each program (one per batch size, training length or static hyperparameter) compiles
         once for the whole search, whichever of them a batch uses.
       n_trials: the budget: trials the study holds when done (those of earlier sessions of the
@@ -375,8 +376,11 @@ def optimize(
     design = {"kind": sampler_name, "study_name": study_name, "n_trials": n_trials, "batch_size": batch_size,
               "seed": seed}
     out = OptimizeResult(study, None, np.zeros(0, int), [], objective, direction)
-    if chunk_size is None:
-        chunk_size = batch_size * len(seeds) * (cv or 1)
+    if chunk_size is None:  # CPU: a few configurations per call (a call lasts as long as its slowest run)
+        from hsens_jax.engine.devices import CPU_CONFIGS_PER_CHUNK, on_cpu
+
+        per_call = min(batch_size, CPU_CONFIGS_PER_CHUNK) if on_cpu(devices) else batch_size
+        chunk_size = per_call * len(seeds) * (cv or 1)
     kwargs = dict(model=model, fixed=fixed, seeds=seeds, cv=cv, chunk_size=chunk_size, fixed_chunks=True,
                   n_evals=n_evals,
                   eval_batch_size=eval_batch_size, group_by=tuple(group_by), progress=progress, devices=devices,

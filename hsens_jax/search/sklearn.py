@@ -405,10 +405,16 @@ class _VectorizedSearch:
                     group_by=self._group_by(space, records, n_features, n_out, n_train, k))
 
     def _chunk_for(self, ds, space, configs, fixed, group_by, k) -> int:
-        """``chunk_size``, or by default the runs of the largest program: one call each, unpadded
-        when the programs hold as many runs (the engine pads a smaller one to a power of two)."""
+        """``chunk_size``, or by default: on a CPU, :data:`~hsens_jax.engine.devices.CPU_CONFIGS_PER_CHUNK`
+        candidates x ``k`` folds per call (a call lasts as long as its slowest run; smaller calls
+        stop sooner); elsewhere the runs of the largest program, one call each, unpadded when the
+        programs hold as many runs (the engine pads a smaller one to a power of two)."""
         if self.chunk_size is not None:
             return self.chunk_size
+        from hsens_jax.engine.devices import CPU_CONFIGS_PER_CHUNK, on_cpu
+
+        if on_cpu():
+            return CPU_CONFIGS_PER_CHUNK * k
         from hsens_jax.engine.sweep import plan_sweep
 
         plan = plan_sweep(ds, space, configs, fixed=fixed, group_by=group_by)
@@ -752,8 +758,8 @@ class GridSearchCV(_VectorizedSearch, _SkGridSearchCV):
     Arguments as scikit-learn's, plus: ``group_by`` (engine hyperparameters compiled as
     separate programs, e.g. ``("hidden_layer_sizes",)`` for exactly sized networks, or ``()``
     for one masked program; default ``"auto"``: one program per architecture when the training
-    that saves outweighs the extra compilations), ``chunk_size`` (runs per compiled call; default: all the runs of a
-    program), ``progress`` (a progress bar on stderr). ``n_jobs`` and ``pre_dispatch`` have no effect (the runs are vectorized;
+    that saves outweighs the extra compilations), ``chunk_size`` (runs per compiled call; default: on a CPU 2 candidates x
+    the folds, elsewhere all the runs of a program), ``progress`` (a progress bar on stderr). ``n_jobs`` and ``pre_dispatch`` have no effect (the runs are vectorized;
     :func:`hsens_jax.use_cpu_cores` shards them over the CPU's cores).
     """
 

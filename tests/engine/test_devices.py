@@ -52,3 +52,16 @@ def test_rejects_a_bad_count_by_name(bad):
 
 def test_cpu_cores_is_the_affinity_of_this_process():
     assert cpu_cores() == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+
+
+def test_on_cpu_reads_the_devices_or_jaxs():
+    import jax
+
+    from hsens_jax.engine.devices import on_cpu
+
+    assert on_cpu() and on_cpu(jax.devices()) and on_cpu(2)
+
+    class Fake:
+        platform = "gpu"
+
+    assert not on_cpu([Fake()])

@@ -48,6 +48,7 @@ def test_the_classic_example_runs_with_its_import_line_changed_and_follows_sklea
     # the reference in this process: starting scikit-learn's worker processes costs more than its fits here
     theirs = _run("from sklearn.model_selection import GridSearchCV", n_jobs=None)
     hs, sk, X, y = ours["grid"], theirs["grid"], ours["X"], ours["y"]
+    assert hs._chunk == 2 * 3  # on a CPU, 2 candidates x 3 folds per call (CPU_CONFIGS_PER_CHUNK)
     assert sorted(hs.cv_results_) == sorted(sk.cv_results_)
     assert hs.cv_results_["params"] == sk.cv_results_["params"]
     for key in sk.cv_results_:
