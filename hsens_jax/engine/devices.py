@@ -74,8 +74,9 @@ CPU_CONFIGS_PER_CHUNK = 2
 
 A vectorized chunk trains until its slowest run stops, and on a CPU a chunk's time grows with
 its runs; on a GPU extra runs are nearly free. Measured on 2 CPU cores (the classic
-``GridSearchCV`` grid, 48 candidates x 3 folds, warm caches): chunks of 2 candidates x 3 folds
-took 5.9-6.1 s, of 4 x 3 7.3-7.9 s, whole programs (12 x 3) 8.3-9.0 s."""
+``GridSearchCV`` grid, 48 candidates x 3 folds, warm caches, one run each): chunks of 6 runs
+(2 candidates x 3 folds) took 5.9 s, of 4 runs 6.1 s, of 12 7.3 s, of 18 7.9 s, whole programs
+(36 runs) 8.3-9.0 s."""
 
 
 def on_cpu(devices=None) -> bool:
