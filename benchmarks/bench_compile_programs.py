@@ -113,7 +113,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--tag", default=None, help="result file suffix (default: cpu or gpu, from JAX's devices)")
     args = p.parse_args()
+    tag = args.tag or ("cpu" if jax.devices()[0].platform == "cpu" else "gpu")
     import hsens_jax as hs
 
     hs.disable_compilation_cache()
@@ -133,18 +135,19 @@ def main():
             rows.append({"variant": vname, "program": pname, "trace_lower_s": tl, "compile_s": c})
             print(f"{vname:40s} {pname:32s} trace+lower {tl:.2f} s  compile {c:.2f} s", flush=True)
     doc = {"benchmark": "XLA compile time of a training program and its pieces", "machine": describe("jax"),
+           "device": jax.devices()[0].device_kind,
            "repeats": args.repeats, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compile_programs_cpu.json").write_text(json.dumps(doc, indent=2))
+    (out / f"compile_programs_{tag}.json").write_text(json.dumps(doc, indent=2))
     m = doc["machine"]
-    lines = ["# What a training program costs to compile (CPU)", "",
+    lines = [f"# What a training program costs to compile ({tag}, {jax.devices()[0].device_kind})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, load {m['load_1min']:.1f}; JAX's persistent cache off; best of "
              f"{args.repeats}. The classic grid's (100, 50) program, 6 runs x 3 folds' data "
              "(`python benchmarks/bench_compile_programs.py`).", "",
              "| variant | program | tracing + lowering (s) | XLA compile (s) |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['variant']} | {r['program']} | {r['trace_lower_s']:.2f} | {r['compile_s']:.2f} |" for r in rows]
-    (out / "compile_programs_cpu.md").write_text("\n".join(lines) + "\n")
+    (out / f"compile_programs_{tag}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

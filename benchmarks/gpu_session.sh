@@ -6,7 +6,8 @@
 #   bash benchmarks/gpu_session.sh [STEP ...]   # results under $OUT (or benchmarks/results/gpu)
 #
 # STEP is any of: device hsic-large sweep-grid search-grid hypergrad tests multi-gpu (default:
-# all, in that order; multi-gpu skips itself on a machine with one GPU). One device call may run
+# all, in that order; multi-gpu skips itself on a machine with one GPU), and, asked by name only,
+# compile-programs (issue 16: what the grid's training program costs XLA to compile on the GPU). One device call may run
 # 10 minutes: run `device hsic-large sweep-grid search-grid` in one call and `hypergrad tests` in
 # a second.
 #
@@ -39,6 +40,7 @@ step device bash -c 'nvidia-smi; python3 -c "import jax; print(jax.__version__, 
 step hsic-large timeout 300 python3 benchmarks/bench_hsic_large.py --n 100000 --d 20 --tag gpu --out "$OUT"
 step sweep-grid timeout 600 python3 benchmarks/bench_sweep.py --tag gpu --out "$OUT"
 step search-grid timeout 590 python3 benchmarks/bench_search_sklearn.py --rounds 1 --tag gpu --out "$OUT"
+step compile-programs timeout 300 python3 benchmarks/bench_compile_programs.py --out "$OUT"
 step hypergrad timeout 600 python3 benchmarks/bench_hypergrad.py --out "$OUT/hypergrad_gpu"
 step tests env JAX_PLATFORMS=cuda timeout 580 python3 -m pytest -q -p no:cacheprovider --continue-on-collection-errors \
     -o addopts="-ra --import-mode=importlib" tests
