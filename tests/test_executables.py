@@ -173,3 +173,15 @@ def test_off_by_environment_and_unwritable_directory(tmp_path, monkeypatch):
     assert np.allclose(np.asarray(out["v"]), args[0] * 2 + args[1])
     assert ex.stats["written"] == 0
     ex._clear_memory_for_tests()
+
+
+def test_memo_keeps_a_small_value_beside_the_executables(disk):
+    args = _args()
+    calls = []
+    value = ex.memo("test.memo", ("k",), args, lambda: calls.append(1) or {"shape": (3,)})
+    again = ex.memo("test.memo", ("k",), args, lambda: calls.append(1) or {"shape": "recomputed"})
+    assert value == again == {"shape": (3,)} and len(calls) == 1 and len(list(disk.glob("*.val"))) == 1
+    other = ex.memo("test.memo", ("another",), args, lambda: calls.append(1) or 7)  # another key
+    assert other == 7 and len(calls) == 2
+    # an unstable key is never written
+    assert ex.memo("test.memo", (lambda: 0,), args, lambda: 8) == 8 and len(list(disk.glob("*.val"))) == 2
