@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_search_sklearn import _load, machine  # noqa: E402
+from bench_search_sklearn import _load, start_worker  # noqa: E402
 
 SIZES = [(50,), (100,), (50, 50), (100, 50)]
 BATCHES = [32, 64, 128, 256]
@@ -124,22 +124,7 @@ def run_hsens(X, y, seed: int, max_iter: int, n_trials: int, time_budget: float 
 
 
 def worker(cache: str, seed: int, order: list[str], max_iter: int) -> dict:
-    t_start = time.perf_counter()
-    import hsens_jax
-
-    # hsens_jax's own cache settings, as a user gets them (only the directory is the benchmark's)
-    hsens_jax.enable_compilation_cache(cache)
-    import warnings
-
-    from sklearn.datasets import make_classification
-    from sklearn.exceptions import ConvergenceWarning
-
-    import hsens_jax as hs
-
-    hs.use_cpu_cores()
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    X, y = make_classification(n_samples=1000, random_state=42)
-    out = {"import_s": time.perf_counter() - t_start, "machine": machine(), "load_before": _load()}
+    X, y, out = start_worker(cache)
     for tool in order:
         out[tool] = run_hyperopt(X, y, seed, max_iter) if tool == "hyperopt" else run_hsens(X, y, seed, max_iter, 20)
     out["hsens_jax_at_hyperopt_time"] = run_hsens(X, y, seed, max_iter, 10_000, time_budget=out["hyperopt"]["wall_s"])

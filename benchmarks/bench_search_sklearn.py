@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe  # noqa: E402
 
 GRID = {
     "hidden_layer_sizes": [(50,), (100,), (50, 50), (100, 50)],
@@ -45,50 +47,45 @@ GRID = {
 
 
 def _load() -> list[float]:
-    try:
-        return [float(v) for v in open("/proc/loadavg").read().split()[:3]]
-    except OSError:  # pragma: no cover - not Linux
-        return []
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """:func:`machine.describe` plus the JAX devices the search runs on."""
     import jax
-    import sklearn
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "jax": jax.__version__, "sklearn": sklearn.__version__, "device_kind": jax.devices()[0].device_kind,
-            "n_devices": len(jax.devices())}
+    out = describe("jax", "sklearn")
+    out.update(device_kind=jax.devices()[0].device_kind, n_devices=len(jax.devices()))
+    return out
 
 
-def worker(cache: str, order: list[str], max_iter: int) -> dict:
+def start_worker(cache: str) -> tuple:
+    """A worker process's set-up, shared with ``bench_search_hyperopt.py``: hsens_jax's own cache
+    settings in the benchmark's directory (as a user gets them), one JAX device per core, the
+    example's data. Returns ``(X, y, record)``, the record holding import time, machine and load."""
     t_start = time.perf_counter()
-    import hsens_jax
-
-    # hsens_jax's own cache settings, as a user gets them (only the directory is the benchmark's)
-    hsens_jax.enable_compilation_cache(cache)
     import warnings
 
+    import hsens_jax as hs
+
+    hs.enable_compilation_cache(cache)
     from sklearn.datasets import make_classification
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV as SkGridSearchCV
-    from sklearn.neural_network import MLPClassifier
-
-    import hsens_jax as hs
-    from hsens_jax.search.compilations import compilations
-    from hsens_jax.search.sklearn import GridSearchCV
 
     hs.use_cpu_cores()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     X, y = make_classification(n_samples=1000, random_state=42)
-    out = {"import_s": time.perf_counter() - t_start, "machine": machine(), "load_before": _load()}
+    return X, y, {"import_s": time.perf_counter() - t_start, "machine": machine(), "load_before": _load()}
+
+
+def worker(cache: str, order: list[str], max_iter: int) -> dict:
+    X, y, out = start_worker(cache)
+    from sklearn.model_selection import GridSearchCV as SkGridSearchCV
+    from sklearn.neural_network import MLPClassifier
+
+    from hsens_jax.search.compilations import compilations
+    from hsens_jax.search.sklearn import GridSearchCV
+
     for tool in order:
         cls = GridSearchCV if tool == "hsens_jax" else SkGridSearchCV
         grid = cls(MLPClassifier(max_iter=max_iter, random_state=42), GRID, cv=3, n_jobs=-1)

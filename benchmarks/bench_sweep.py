@@ -32,7 +32,7 @@ import argparse
 import itertools
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +44,9 @@ from hsens_jax.data import Dataset, load_dataset
 from hsens_jax.engine.builtin import sized_model
 from hsens_jax.engine.train import TrainData, TrainSpec, hp_from_values, prepare_data, train
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe  # noqa: E402
+
 GRID = {
     "hidden_layer_sizes": [(50,), (100,), (50, 50), (100, 50)],
     "activation": ["relu", "tanh"],
@@ -53,22 +56,10 @@ GRID = {
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import flax
-    import optax
-    import sklearn
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
-            "sklearn": sklearn.__version__, "jax_devices": [str(d) for d in jax.devices()],
-            "device_kind": jax.devices()[0].device_kind}
+    """:func:`machine.describe` plus the JAX devices."""
+    out = describe("jax", "flax", "optax", "numpy", "sklearn")
+    out.update(jax_devices=[str(d) for d in jax.devices()], device_kind=jax.devices()[0].device_kind)
+    return out
 
 
 def run_sklearn(X, y, folds):
