@@ -54,8 +54,8 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-__all__ = ["ENV_VAR", "MAX_EXECUTABLE_BYTES", "MEMORY_ENTRIES", "compiled", "executable_cache_dir", "memo", "stable_repr",
-           "stats"]
+__all__ = ["ENV_VAR", "MAX_EXECUTABLE_BYTES", "MEMORY_ENTRIES", "compiled", "executable_cache_dir", "memo",
+           "signature", "stable_repr", "stats"]
 
 #: Environment variable: ``off`` (or 0/false/none/no) keeps executables out of the disk cache.
 ENV_VAR = "HSENS_EXECUTABLE_CACHE"
@@ -118,7 +118,9 @@ def _leaf(a) -> tuple:
     return shape, dtype, weak, sharding
 
 
-def _signature(args) -> tuple:
+def signature(args) -> tuple:
+    """What a compiled program depends on in its arguments: their pytree structure and, per leaf,
+    shape, dtype, weak type and (for JAX arrays) sharding."""
     leaves, tree = jax.tree.flatten(args)
     return tree, tuple(_leaf(a) for a in leaves)
 
@@ -304,7 +306,7 @@ def compiled(fn: Callable, name: str, args: tuple, static: Optional[dict] = None
     """
     static = dict(static or {})
     statics = tuple(sorted(static.items()))
-    sig = _signature(args)
+    sig = signature(args)
     ctx = _context()
     mem_key = (name, id(fn), key, statics, sig, ctx)
     with _lock:
@@ -346,7 +348,7 @@ def memo(name: str, key: Any, args: Any, compute: Callable[[], Any]) -> Any:
     """A small picklable value derived from tracing (an output structure, say), kept on disk
     beside the executables under the same key rules (``key`` plus the signature of ``args``
     plus the code and context); ``compute()`` when absent. In-process caching is the caller's."""
-    key_text = repr((_FORMAT, "memo", name, key, _signature(args), _context()))
+    key_text = repr((_FORMAT, "memo", name, key, signature(args), _context()))
     directory = executable_cache_dir() if jax.process_count() == 1 else None
     if directory is None or not _stable(key_text) or not _prepare_dir(directory):
         return compute()

@@ -56,7 +56,6 @@ import json
 import math
 import platform
 import re
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -756,7 +755,7 @@ def _schema(spec: TrainSpec, data, plan: Plan, n_evals: int) -> dict:
     """Per-run shapes and dtype kinds of what a chunk stores (curves padded to ``n_evals``)."""
     hp = hpm.encode(plan.resolved, plan.groups[0].configs[:1], spec.model, plan.resolved.choices, plan.dtype)
     hp = jax.tree.map(_struct, {n: a[0] for n, a in hp.items()})
-    key = (spec, n_evals, _signature((data, hp)))
+    key = (spec, n_evals, executables.signature((data, hp)))
     if key not in _SCHEMAS:  # tracing the whole training takes seconds: once per program and process
         def compute():
             out = jax.eval_shape(lambda h: train(spec, data, h, jax.random.key(0), 0), hp)
@@ -770,33 +769,16 @@ def _schema(spec: TrainSpec, data, plan: Plan, n_evals: int) -> dict:
 
 
 _SCHEMAS: dict = {}
-_EXECUTABLES: dict = {}
-_EXECUTABLES_LOCK = threading.Lock()
-
-
-def _signature(tree) -> tuple:
-    """What a compiled program depends on in its arguments: structure, shapes, dtypes, shardings."""
-    leaves, structure = jax.tree.flatten(tree)
-    return structure, tuple((tuple(np.shape(a)), str(a.dtype), getattr(a, "sharding", None)) for a in leaves)
 
 
 def _executable(spec: TrainSpec, folds: bool, data, hp, keys, fold):
     """The compiled program of ``spec`` for these arguments, traced, lowered and compiled once per
-    process: the next chunk, sweep or search batch of the same shapes skips all three (a
-    search's batches otherwise spent seconds tracing and lowering programs they already had)."""
-    key = (spec, folds, _signature((data, hp, keys, fold)))
-    with _EXECUTABLES_LOCK:
-        if key in _EXECUTABLES:
-            return _EXECUTABLES[key]
-    # kept across processes too (hsens_jax.executables) when the spec has a stable repr (the
-    # built-in models; a user's model object is kept in this process only)
-    compiled = executables.compiled(_compiled(spec, folds), "sweep.train_batch", (data, hp, keys, fold),
-                                    key=(executables.stable_repr(spec), folds))
-    with _EXECUTABLES_LOCK:
-        if len(_EXECUTABLES) >= 64:
-            _EXECUTABLES.pop(next(iter(_EXECUTABLES)))
-        _EXECUTABLES[key] = compiled
-    return compiled
+    process (:func:`hsens_jax.executables.compiled` keeps it): the next chunk, sweep or search batch
+    of the same shapes skips all three (a search's batches otherwise spent seconds tracing and
+    lowering programs they already had). Kept across processes too when the spec has a stable
+    repr (the built-in models; a user's model object is kept in this process only)."""
+    return executables.compiled(_compiled(spec, folds), "sweep.train_batch", (data, hp, keys, fold),
+                                key=(executables.stable_repr(spec), folds))
 
 
 def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema, meta, space, chunk_size, n_dev,

@@ -230,7 +230,9 @@ def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
     configs = _configs()
     reference = run_sweep(small_digits, SPACE, configs, fixed=FIXED, n_evals=2, progress=False)
     monkeypatch.setattr(sweep_mod, "_compiled", recording)
-    monkeypatch.setattr(sweep_mod, "_EXECUTABLES", {})  # compile again: the process keeps compiled programs
+    from hsens_jax import executables
+
+    executables._clear_memory_for_tests()  # compile again: the process keeps compiled programs
     res = run_sweep(small_digits, SPACE, configs, fixed=FIXED, n_evals=2, progress=False)
     assert len(res.meta["groups"]) == 2 and len(threads) == 2
     assert all(name.startswith("hsens-compile") for name in threads)
