@@ -54,8 +54,8 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-__all__ = ["ENV_VAR", "MAX_EXECUTABLE_BYTES", "MEMORY_ENTRIES", "compiled", "executable_cache_dir", "memo",
-           "signature", "stable_repr", "stats"]
+__all__ = ["ENV_VAR", "MAX_EXECUTABLE_BYTES", "MEMORY_ENTRIES", "compiled", "executable_cache_dir", "kernel_options",
+           "memo", "signature", "stable_repr", "stats"]
 
 #: Environment variable: ``off`` (or 0/false/none/no) keeps executables out of the disk cache.
 ENV_VAR = "HSENS_EXECUTABLE_CACHE"
@@ -287,8 +287,37 @@ def _store(path: Path, key_text: str, exe) -> None:
                    f"({exc.strerror or exc}); programs are compiled again in each new process")
 
 
+def _cpu_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_options(platform: str, xla_flags: str) -> tuple:
+    if platform != "cpu" or "xla_cpu_prefer_vector_width" in xla_flags or "avx512f" not in _cpu_flags():
+        return ()
+    return (("xla_cpu_prefer_vector_width", 512),)
+
+
+def kernel_options() -> dict:
+    """XLA compiler options for hsens_jax's arithmetic kernels (HSIC's sweeps over kernel
+    blocks): on a CPU with AVX-512, 512-bit vectors (``xla_cpu_prefer_vector_width=512``; XLA
+    prefers 256 by default).  Measured on a 2-core Xeon (AVX-512), n = 2000, d = 10, warm:
+    ``hsic(pvalue="gamma")``'s core 34-36 ms -> 26-28 ms, the V-statistic alone 17.9 -> 15.1
+    ms, 1000 permutations 2.70 -> 2.41 s; the sweeps' training programs unchanged (0.85 s
+    either way), so they keep XLA's default.  Empty elsewhere, and when ``XLA_FLAGS`` sets the
+    option itself (the user's choice wins)."""
+    return dict(_kernel_options(jax.default_backend(), os.environ.get("XLA_FLAGS", "")))
+
+
 def compiled(fn: Callable, name: str, args: tuple, static: Optional[dict] = None, *,
-             key: Any = ()) -> "jax.stages.Compiled":
+             key: Any = (), compiler_options: Optional[dict] = None) -> "jax.stages.Compiled":
     """The compiled program of the jitted ``fn`` for ``args`` (positional, arrays or pytrees of
     arrays) and ``static`` (its static keyword arguments): from this process's memory, else from
     the disk cache, else traced, lowered and compiled (then kept in both).
@@ -303,9 +332,14 @@ def compiled(fn: Callable, name: str, args: tuple, static: Optional[dict] = None
         for the program to be written to disk).
       key: what else determines the program (hashable, stable repr), e.g. the arguments a
         ``functools.partial`` closed over before ``jax.jit``; not passed to ``fn``.
+      compiler_options: XLA options for this compilation (``Lowered.compile``'s), part of the
+        key; e.g. :func:`kernel_options`.
     """
     static = dict(static or {})
     statics = tuple(sorted(static.items()))
+    options = dict(compiler_options or {})
+    if options:  # a distinct program: keyed apart from the default compilation
+        key = (key, ("compiler_options", tuple(sorted(options.items()))))
     sig = signature(args)
     ctx = _context()
     mem_key = (name, id(fn), key, statics, sig, ctx)
@@ -329,9 +363,9 @@ def compiled(fn: Callable, name: str, args: tuple, static: Optional[dict] = None
         hits = getattr(_hits, "n", 0)
         if writing:
             with _fresh_compilation():
-                exe = fn.lower(*args, **static).compile()
+                exe = fn.lower(*args, **static).compile(compiler_options=options or None)
         else:
-            exe = fn.lower(*args, **static).compile()
+            exe = fn.lower(*args, **static).compile(compiler_options=options or None)
         stats["compiled"] += 1
         if not stable:
             stats["unstable"] += 1

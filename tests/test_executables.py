@@ -185,3 +185,28 @@ def test_memo_keeps_a_small_value_beside_the_executables(disk):
     assert other == 7 and len(calls) == 2
     # an unstable key is never written
     assert ex.memo("test.memo", (lambda: 0,), args, lambda: 8) == 8 and len(list(disk.glob("*.val"))) == 2
+
+
+def test_compiler_options_are_passed_and_keyed(disk):
+    args = _args()
+    plain = ex.compiled(_poly, "test.poly", args)
+    vec = ex.compiled(_poly, "test.poly", args, compiler_options={"xla_cpu_prefer_vector_width": 512})
+    assert vec is not plain and ex.stats["compiled"] == 2 and len(list(disk.glob("*.exe"))) == 2
+    assert ex.compiled(_poly, "test.poly", args, compiler_options={"xla_cpu_prefer_vector_width": 512}) is vec
+    np.testing.assert_allclose(np.asarray(vec(*args)["v"]), np.asarray(plain(*args)["v"]), rtol=1e-6)
+    with pytest.raises(Exception, match="no_such_option"):  # the options reach XLA
+        ex.compiled(_poly, "test.poly", args, compiler_options={"xla_no_such_option": 1})
+
+
+def test_kernel_options_follow_the_platform_the_cpu_and_xla_flags(monkeypatch):
+    monkeypatch.setattr(ex, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    ex._kernel_options.cache_clear()
+    try:
+        assert ex._kernel_options("cpu", "") == (("xla_cpu_prefer_vector_width", 512),)
+        assert ex._kernel_options("gpu", "") == ()
+        assert ex._kernel_options("cpu", "--xla_cpu_prefer_vector_width=256") == ()  # the user's choice
+        monkeypatch.setattr(ex, "_cpu_flags", lambda: frozenset({"avx2"}))
+        ex._kernel_options.cache_clear()
+        assert ex._kernel_options("cpu", "") == ()
+    finally:
+        ex._kernel_options.cache_clear()

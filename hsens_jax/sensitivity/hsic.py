@@ -1339,7 +1339,7 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
         res = executables.compiled(_hsic_core, "hsic._hsic_core", args, dict(
             estimator=estimator, out_kind=prep.out_kind, cat=cat_s, block=core_block,
             want_gamma=(pvalue == "gamma"), has_groups=has_groups, has_gscale=has_gscale,
-            single_pass=single, out_block=out_block))(*args)
+            single_pass=single, out_block=out_block), compiler_options=executables.kernel_options())(*args)
         pv = np.full((g,), np.nan, prep.X.dtype)
         if pvalue == "gamma":
             pv = _gamma_sf(res, prep.X.dtype)
@@ -1356,7 +1356,7 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
             stats = executables.compiled(_perm_core, "hsic._perm_core", args, dict(
                 estimator=estimator, out_kind=prep.out_kind, cat=cat_s, block=perm_block,
                 has_groups=has_groups, has_gscale=has_gscale, n_perm=int(n_permutations), chunk=chunk,
-                weighted=weighted))(*args)
+                weighted=weighted), compiler_options=executables.kernel_options())(*args)
             pv = _pvalues_from_perm(stats, res["sxy"], pvalue_convention).astype(prep.X.dtype)
     return res, pv, kb
 
