@@ -48,7 +48,9 @@ def test_the_classic_example_runs_with_its_import_line_changed_and_follows_sklea
     # the reference in this process: starting scikit-learn's worker processes costs more than its fits here
     theirs = _run("from sklearn.model_selection import GridSearchCV", n_jobs=None)
     hs, sk, X, y = ours["grid"], theirs["grid"], ours["X"], ours["y"]
-    assert hs._chunk == 2 * 3  # on a CPU, 2 candidates x 3 folds per call (CPU_CONFIGS_PER_CHUNK)
+    # on a CPU, 2 candidates x 3 folds per call (CPU_CONFIGS_PER_CHUNK); max_iter=4: so little
+    # training that one masked program (one compilation) is the cheapest layout
+    assert hs._sweeps == [{"candidates": 48, "group_by": (), "chunk_size": 6}]
     assert sorted(hs.cv_results_) == sorted(sk.cv_results_)
     assert hs.cv_results_["params"] == sk.cv_results_["params"]
     for key in sk.cv_results_:
@@ -177,3 +179,70 @@ def test_cv_results_rank_ties_and_missing_scores_as_sklearn():
     assert res["rank_test_score"].tolist() == [2, 2, 4, 1] and res["rank_test_score"].dtype == np.int32
     all_nan = hss._cv_results([{"a": 0}, {"a": 1}], np.full((2, 2), np.nan), np.ones((2, 2)))
     assert all_nan["rank_test_score"].tolist() == [1, 1]
+
+
+def _records(sizes, max_iter=300):
+    from hsens_jax.search.sklearn import engine_values
+
+    base = MLPClassifier(max_iter=max_iter, random_state=42).get_params()
+    for name in ("verbose", "warm_start", "max_fun", "power_t"):
+        base.pop(name)
+    return [engine_values({**base, "hidden_layer_sizes": h, "solver": s, "learning_rate_init": lr}, 667,
+                          "classification") for h in sizes for s in ("adam", "sgd") for lr in (1e-3, 1e-2)]
+
+
+def test_auto_layout_weighs_compilations_against_padded_training():
+    from hsens_jax.search.sklearn import _auto_parts, _by_depth
+
+    classic = _records([(50,), (100,), (50, 50), (100, 50)])
+    parts = _auto_parts(classic, 20, 2, 667, 3)  # the classic grid: one masked program per depth
+    assert [(list(idx), gb) for idx, gb in parts] == [(list(range(8)), ()), (list(range(8, 16)), ())]
+    assert [list(i) for i in _by_depth(classic)] == [list(range(8)), list(range(8, 16))]
+    # wide layers: padding (50,) to (2000,) costs more training than three compilations
+    wide = _records([(50,), (2000,), (50, 50), (2000, 50)])
+    assert [gb for _, gb in _auto_parts(wide, 20, 2, 667, 3)] == [("hidden_layer_sizes",)]
+    # little training: one program
+    assert [(len(i), gb) for i, gb in _auto_parts(_records([(50,), (50, 50)], max_iter=2), 20, 2, 667, 3)] == [(8, ())]
+    # one architecture: nothing to group
+    assert [(len(i), gb) for i, gb in _auto_parts(_records([(50,)]), 20, 2, 667, 3)] == [(4, ())]
+
+
+def test_group_by_depth_trains_one_sweep_per_depth_with_the_same_scores():
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    grid = {"hidden_layer_sizes": [(4,), (6,), (4, 3)], "learning_rate_init": [0.01, 0.1]}
+    est = MLPClassifier(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        by_depth = hss.GridSearchCV(est, grid, cv=2, group_by="depth", refit=False).fit(X, y)
+        exact = hss.GridSearchCV(est, grid, cv=2, group_by=("hidden_layer_sizes",), refit=False).fit(X, y)
+    assert [(d["candidates"], d["group_by"]) for d in by_depth._sweeps] == [(4, ()), (2, ())]
+    assert [(d["candidates"], d["group_by"]) for d in exact._sweeps] == [(6, ("hidden_layer_sizes",))]
+    np.testing.assert_allclose(by_depth.cv_results_["mean_test_score"], exact.cv_results_["mean_test_score"],
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="group_by='width'"):
+        hss.GridSearchCV(est, grid, cv=2, group_by="width").fit(X, y)
+
+
+def test_candidates_train_in_length_order_with_unchanged_results(monkeypatch):
+    X, y = make_classification(n_samples=90, n_features=5, random_state=1)
+    grid = {"solver": ["adam", "sgd"], "learning_rate_init": [0.1, 0.01], "activation": ["relu", "tanh"]}
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=6, random_state=0)
+    seen = []
+    real = hss._space_and_configs
+
+    def spy(records):
+        seen.append([(r["optimizer"], r["learning_rate"], r["activation"]) for r in records])
+        return real(records)
+
+    monkeypatch.setattr(hss, "_space_and_configs", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ordered = hss.GridSearchCV(est, grid, cv=2, refit=False).fit(X, y)
+        monkeypatch.setattr(hss, "ORDER_BY_LENGTH", False)
+        plain = hss.GridSearchCV(est, grid, cv=2, refit=False).fit(X, y)
+    # same solver together, then ascending learning rate: runs likely to stop alike share a call
+    assert [(o, lr) for o, lr, _ in seen[0]] == [("adam", 0.01)] * 2 + [("adam", 0.1)] * 2 + [
+        ("nesterov", 0.01)] * 2 + [("nesterov", 0.1)] * 2
+    assert seen[1] != seen[0]
+    for key in ("mean_test_score", "split0_test_score", "split1_test_score", "rank_test_score"):
+        np.testing.assert_array_equal(ordered.cv_results_[key], plain.cv_results_[key])
