@@ -387,12 +387,25 @@ class MaskedNet(Model):
             if v not in ACTIVATIONS:
                 raise ValueError(f"activation value(s) {[v]} unknown; choose from {tuple(ACTIVATIONS)}")
 
+    def group_key(self, name, values, explicit):
+        """``"depth"`` with ``hidden_layer_sizes`` set: each configuration's number of hidden
+        layers (one program per depth, its widths masked within it)."""
+        if name == "depth" and "hidden_layer_sizes" in explicit and "depth" not in explicit:
+            return np.array([len(parse_layer_sizes(v)) if v is not None else 0
+                             for v in values["hidden_layer_sizes"]])
+        return None
+
     def plan(self, values, space, grouped, dataset) -> "MaskedNet":
         """This model sized for one program: from the space's bounds and choices, except for the
-        names in ``grouped`` (program-splitting), which take the group's own values."""
+        names in ``grouped`` (program-splitting), which take the group's own values. With
+        ``"depth"`` grouped (and ``hidden_layer_sizes`` set), the space's architectures of the
+        group's depth."""
         span = lambda name: _span(name, values, space, grouped)  # noqa: E731
         if values.get("hidden_layer_sizes") is not None and values["hidden_layer_sizes"][0] is not None:
             sizes = [parse_layer_sizes(v) for v in span("hidden_layer_sizes")]
+            if "depth" in grouped and "hidden_layer_sizes" not in grouped:
+                own = {len(parse_layer_sizes(v)) for v in values["hidden_layer_sizes"] if v is not None}
+                sizes = [s for s in sizes if len(s) in own]
             depths = {len(s) for s in sizes}
             max_depth = max(depths)
             max_width = max(max(s) for s in sizes)

@@ -335,6 +335,12 @@ class Model:
         """Check the sweep's values of the model's hyperparameters before anything is built
         (``explicit``: the names the space or ``fixed`` set). A user's model: nothing to check."""
 
+    def group_key(self, name: str, values: Mapping[str, np.ndarray], explicit) -> np.ndarray | None:
+        """The program-splitting value of each configuration for a ``group_by`` name the sweep
+        does not set itself but the model derives (``(K,)`` array), or None: ``name`` is not
+        one. A user's model derives none."""
+        return None
+
     def plan(self, values: Mapping[str, np.ndarray], space, grouped, dataset) -> "Model":
         """The model as one program compiles it, from the group's configurations ``values``
         (``dict[str, (K,) object array]``), the space, the names that split programs

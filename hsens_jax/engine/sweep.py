@@ -339,9 +339,13 @@ def plan_sweep(dataset, space: Space | None, configs: Mapping[str, np.ndarray] |
     model.validate(resolved.values, resolved.explicit, space)
     if space is not None:
         hpm.check_relevance(resolved, model, space, configs)
+    derived = {}  # group_by names the model derives from others (the built-in MLP's "depth")
     for name in group_by:
         if name not in resolved.values or name not in resolved.explicit:
-            raise ValueError(f"group_by names {name!r}, which is neither in the space nor fixed")
+            key = model.group_key(name, resolved.values, resolved.explicit)
+            if key is None:
+                raise ValueError(f"group_by names {name!r}, which is neither in the space nor fixed")
+            derived[name] = key
     k = len(next(iter(resolved.values.values()))) if resolved.values else 1
     folds = dataset_folds(dataset, int(cv)) if cv is not None else None
     n_train = min(len(tr) for tr, _ in folds) if folds else dataset.n_train
@@ -375,7 +379,8 @@ def plan_sweep(dataset, space: Space | None, configs: Mapping[str, np.ndarray] |
             grouped.add(name)
 
     keys = [tuple([int(batch[i]), int(n_steps[i])]
-                  + [repr(hpm._hashable(resolved.values[n][i])) for n in sorted(grouped - set(hpm.LOOP))])
+                  + [repr(hpm._hashable(derived[n][i] if n in derived else resolved.values[n][i]))
+                     for n in sorted(grouped - set(hpm.LOOP))])
             for i in range(k)]
     groups: list[Group] = []
     group_of = np.zeros(k, int)
@@ -602,7 +607,9 @@ def run_sweep(
       chunk_size: runs per compiled call (bounds memory).
       n_evals: validation points along training (curve length).
       group_by: hyperparameters to compile separately (a built-in model then sizes each
-        program for its own values instead of masking).
+        program for its own values instead of masking); with the built-in MLP's
+        ``hidden_layer_sizes``, ``"depth"`` compiles one program per number of hidden layers,
+        each sized for its depth's widths (masked within it).
       eval_batch_size: validation examples per forward pass.
       run_dir: directory for incremental results; re-running resumes, a grown design reuses.
       overwrite: discard a different sweep found in ``run_dir``.

@@ -441,16 +441,14 @@ class _VectorizedSearch:
         plan = plan_sweep(ds, space, configs, fixed=fixed, group_by=group_by)
         return max(len(g.configs) for g in plan.groups) * k
 
-    def _parts(self, records, n_features, n_out, n_train, k) -> list[tuple[np.ndarray, tuple]]:
-        """The sweeps that train ``records``: (indices into ``records``, ``group_by``) each."""
-        everything = np.arange(len(records))
-        if isinstance(self.group_by, str) and self.group_by not in ("auto", "depth"):
-            raise ValueError(f"group_by={self.group_by!r}: give 'auto', 'depth' or a tuple of hyperparameter names")
+    def _group_by(self, records, n_features, n_out, n_train, k) -> tuple:
+        """The sweep's ``group_by``: the user's, or by default :func:`_auto_group_by`'s."""
         if isinstance(self.group_by, str):
-            if self.group_by == "depth":
-                return [(idx, ()) for idx in _by_depth(records)]
-            return _auto_parts(records, n_features, n_out, n_train, k)
-        return [(everything, tuple(self.group_by or ()))]
+            if self.group_by != "auto":
+                raise ValueError(f"group_by={self.group_by!r}: give 'auto' or a tuple of hyperparameter names "
+                                 f"(e.g. ('depth',))")
+            return _auto_group_by(records, n_features, n_out, n_train, k)
+        return tuple(self.group_by or ())
 
     def _run(self, ds, task, records, stop: _Stopping, k, folds, y):
         """One sweep with ``cv=k`` (the engine's folds are ``folds``): scores (M, k), fit times (M, k)."""
@@ -461,17 +459,13 @@ class _VectorizedSearch:
             raise RuntimeError("the engine's folds differ from scikit-learn's")
         shape = (ds.input_shape[0], ds.output_dim, min(len(tr) for tr, _ in folds), k)
         val = [y[va] for _, va in folds]
-        scores, times = np.zeros((len(records), k)), np.zeros((len(records), k))
-        for idx, group_by in self._parts(records, *shape):  # one sweep each (e.g. one per depth)
-            part = [records[i] for i in idx]
-            space, configs, fixed = _space_and_configs(part)
-            chunk = self._chunk_for(ds, space, configs, fixed, group_by, k)
-            self._sweeps.append({"candidates": len(idx), "group_by": group_by, "chunk_size": chunk})
-            result = run_sweep(ds, space, configs, fixed=fixed, seeds=(stop.seed,), cv=k, n_evals=1,
-                               patience=stop.patience(task), chunk_size=chunk, progress=self.progress,
-                               group_by=group_by)
-            scores[idx], times[idx] = self._scores(result, "final_val", val), _fit_times(result, k)
-        return scores, times
+        space, configs, fixed = _space_and_configs(records)
+        group_by = self._group_by(records, *shape)
+        chunk = self._chunk_for(ds, space, configs, fixed, group_by, k)
+        self._sweeps.append({"candidates": len(records), "group_by": group_by, "chunk_size": chunk})
+        result = run_sweep(ds, space, configs, fixed=fixed, seeds=(stop.seed,), cv=k, n_evals=1,
+                           patience=stop.patience(task), chunk_size=chunk, progress=self.progress, group_by=group_by)
+        return self._scores(result, "final_val", val), _fit_times(result, k)
 
     def _run_early_stopping(self, X, y, task, classes, folds, records, stop: _Stopping):
         """One sweep per fold: its training rows split into training and a validation split for
@@ -481,26 +475,25 @@ class _VectorizedSearch:
         from hsens_jax.data import Dataset
         from hsens_jax.engine.sweep import run_sweep
 
-        scores, times = np.zeros((len(records), len(folds))), np.zeros((len(records), len(folds)))
-        chunks: dict = {}
-        for f, (tr, va) in enumerate(folds):
+        scores, times = [], []
+        space, configs, fixed = _space_and_configs(records)
+        group_by = chunk = None
+        for tr, va in folds:
             fit_rows, es_rows = train_test_split(tr, test_size=stop.validation_fraction, random_state=stop.seed,
                                                  stratify=y[tr] if task == "classification" else None)
             ds = Dataset.from_arrays(X[fit_rows], y[fit_rows], x_val=X[es_rows], y_val=y[es_rows], x_test=X[va],
                                      y_test=y[va], task=task, classes=classes, name="search")
             shape = (ds.input_shape[0], ds.output_dim, ds.n_train, 1)
-            for p, (idx, group_by) in enumerate(self._parts(records, *shape)):
-                part = [records[i] for i in idx]
-                space, configs, fixed = _space_and_configs(part)
-                if p not in chunks:  # the first fold's: every fold's sweep then has the same programs
-                    chunks[p] = self._chunk_for(ds, space, configs, fixed, group_by, 1)
-                self._sweeps.append({"candidates": len(idx), "group_by": group_by, "chunk_size": chunks[p]})
-                result = run_sweep(ds, space, configs, fixed=fixed, seeds=(stop.seed,), n_evals=stop.max_iter,
-                                   patience=stop.patience(task), chunk_size=chunks[p], progress=self.progress,
-                                   group_by=group_by)
-                scores[idx, f] = self._scores(result, "test", [y[va]])[:, 0]
-                times[idx, f] = _fit_times(result, 1)[:, 0]
-        return scores, times
+            if group_by is None:  # the first fold's: every fold's sweep then has the same programs
+                group_by = self._group_by(records, *shape)
+                chunk = self._chunk_for(ds, space, configs, fixed, group_by, 1)
+            self._sweeps.append({"candidates": len(records), "group_by": group_by, "chunk_size": chunk})
+            result = run_sweep(ds, space, configs, fixed=fixed, seeds=(stop.seed,), n_evals=stop.max_iter,
+                               patience=stop.patience(task), chunk_size=chunk, progress=self.progress,
+                               group_by=group_by)
+            scores.append(self._scores(result, "test", [y[va]])[:, 0])
+            times.append(_fit_times(result, 1)[:, 0])
+        return np.stack(scores, 1), np.stack(times, 1)
 
     def _scores(self, result, prefix: str, val_targets) -> np.ndarray:
         """(M, F) scores of the runs (one seed) from the ``prefix`` metrics (``final_val`` or ``test``)."""
@@ -522,11 +515,11 @@ class _VectorizedSearch:
 
 
 COMPILE_SECONDS = 3.0
-"""What :func:`_auto_parts` assumes a program's compilation costs (2-core CPU, measured 1-4 s)."""
+"""What :func:`_auto_group_by` assumes a program's compilation costs (2-core CPU, measured 1-4 s)."""
 FLOPS_PER_SECOND = 3e10
-"""What :func:`_auto_parts` assumes training computes per second (2-core CPU: 30-65 GFLOP/s)."""
+"""What :func:`_auto_group_by` assumes training computes per second (2-core CPU: 30-65 GFLOP/s)."""
 EPOCH_FRACTION = 0.4
-"""The share of ``max_iter`` epochs :func:`_auto_parts` assumes a run trains under
+"""The share of ``max_iter`` epochs :func:`_auto_group_by` assumes a run trains under
 scikit-learn's stopping rule (``n_iter_no_change``): on the classic grid (48 candidates x 3
 folds, ``max_iter=300``) the runs stopped at 0.41 of it on average (median 0.31)."""
 
@@ -535,56 +528,48 @@ def _architectures(records) -> list[tuple]:
     return [tuple(int(w) for w in r["hidden_layer_sizes"].split(",")) for r in records]
 
 
-def _by_depth(records) -> list[np.ndarray]:
-    """Indices of ``records`` per number of hidden layers (shallowest first)."""
-    depths = np.array([len(a) for a in _architectures(records)])
-    return [np.flatnonzero(depths == d) for d in np.unique(depths)]
-
-
-def _auto_parts(records, n_features, n_out, n_train, k) -> list[tuple[np.ndarray, tuple]]:
+def _auto_group_by(records, n_features, n_out, n_train, k) -> tuple:
     """How to compile the candidates' networks, by the estimated compile plus training time
     (:data:`COMPILE_SECONDS` per program; forward and backward flops at
     :data:`FLOPS_PER_SECOND` over :data:`EPOCH_FRACTION` of the epochs) of three layouts:
 
-    * one exactly sized program per architecture (``group_by=("hidden_layer_sizes",)``);
-    * one program per depth (one sweep per number of hidden layers), each network built at
-      the largest width of its depth's every layer and its own units masked;
-    * one masked program for all (every network built at the largest width and depth).
+    * ``("hidden_layer_sizes",)``: one exactly sized program per architecture;
+    * ``("depth",)``: one program per number of hidden layers, each network built at its
+      depth's largest width of every layer, its own units masked;
+    * ``()``: one masked program for all (every network at the largest width and depth).
 
-    The cheapest wins (ties: fewer programs). Returns ``[(indices, group_by), ...]``, one
-    sweep each. The classic grid ((50,), (100,), (50, 50), (100, 50)): 4 programs, 2 or 1;
-    one per depth is chosen, and measured (warm, no refit, 2 cores) 4.73 s against 4.61 s
-    for one per architecture, 11.0 s against 14.7 s with an empty compilation cache."""
-    everything = np.arange(len(records))
-    if not records or "hidden_layer_sizes" not in records[0] or len(
-            {r["hidden_layer_sizes"] for r in records}) == 1:
-        return [(everything, ())]
+    The cheapest wins (ties: fewer programs). The classic grid ((50,), (100,), (50, 50),
+    (100, 50)), 4, 2 or 1 programs: one per depth, measured (warm, no refit, 2 cores) 4.73 s
+    against 4.61 s for one per architecture, 11.0 s against 14.7 s with an empty compilation
+    cache (as one sweep per depth; in one sweep the second program compiles while the first
+    trains)."""
+    archs = _architectures(records) if records and "hidden_layer_sizes" in records[0] else []
+    if len(set(archs)) <= 1:
+        return ()
 
     def macs(layers):  # multiply-adds of one example's forward pass
         widths = (n_features, *layers, n_out)
         return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
 
-    def built(archs):  # the network a masked program over ``archs`` builds (hsens_jax.engine.builtin)
-        depth = max(len(a) for a in archs)
-        if len({len(a) for a in archs}) == 1:
-            return tuple(max(a[i] for a in archs) for i in range(depth))
-        return (max(max(a) for a in archs),) * depth
+    def built(group):  # the network a masked program over ``group`` builds (hsens_jax.engine.builtin)
+        depth = max(len(a) for a in group)
+        if len({len(a) for a in group}) == 1:
+            return tuple(max(a[i] for a in group) for i in range(depth))
+        return (max(max(a) for a in group),) * depth
 
-    archs = _architectures(records)
     examples = np.array([r["epochs"] * (n_train // r["batch_size"]) * r["batch_size"] * k for r in records], float)
 
     def seconds(per_run_macs):  # training estimate of the runs with these networks' sizes
         return 6.0 * EPOCH_FRACTION * float(np.dot(per_run_macs, examples)) / FLOPS_PER_SECOND
 
-    depths = _by_depth(records)
-    per_depth = np.zeros(len(records))
-    for idx in depths:
-        per_depth[idx] = macs(built([archs[i] for i in idx]))
-    layouts = [  # (programs, estimated seconds, parts)
-        (1, COMPILE_SECONDS + seconds(np.full(len(records), macs(built(archs)))), [(everything, ())]),
-        (len(depths), COMPILE_SECONDS * len(depths) + seconds(per_depth), [(idx, ()) for idx in depths]),
+    depths = {len(a) for a in archs}
+    at_depth = {d: macs(built([a for a in archs if len(a) == d])) for d in depths}
+    layouts = [  # (programs, estimated seconds, group_by)
+        (1, COMPILE_SECONDS + seconds(np.full(len(archs), macs(built(archs)), float)), ()),
+        (len(depths), COMPILE_SECONDS * len(depths) + seconds(np.array([at_depth[len(a)] for a in archs], float)),
+         ("depth",)),
         (len(set(archs)), COMPILE_SECONDS * len(set(archs)) + seconds(np.array([macs(a) for a in archs], float)),
-         [(everything, ("hidden_layer_sizes",))]),
+         ("hidden_layer_sizes",)),
     ]
     return min(layouts, key=lambda t: (t[1], t[0]))[2]
 
@@ -831,9 +816,9 @@ class GridSearchCV(_VectorizedSearch, _SkGridSearchCV):
 
     Arguments as scikit-learn's, plus: ``group_by`` (engine hyperparameters compiled as
     separate programs, e.g. ``("hidden_layer_sizes",)`` for exactly sized networks, ``()``
-    for one masked program, ``"depth"`` for one masked program per number of hidden layers;
-    default ``"auto"``: the layout of the three with the least estimated compilation plus
-    training, see ``_auto_parts``), ``chunk_size`` (runs per compiled call; default: on a CPU 2 candidates x
+    for one masked program, ``("depth",)`` for one program per number of hidden layers;
+    default ``"auto"``: the layout of these three with the least estimated compilation plus
+    training, see ``_auto_group_by``), ``chunk_size`` (runs per compiled call; default: on a CPU 2 candidates x
     the folds, elsewhere all the runs of a program), ``progress`` (a progress bar on stderr). ``n_jobs`` and ``pre_dispatch`` have no effect (the runs are vectorized;
     :func:`hsens_jax.use_cpu_cores` shards them over the CPU's cores).
     """

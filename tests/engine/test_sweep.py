@@ -213,6 +213,27 @@ def test_programs_of_one_depth_are_built_at_per_layer_sizes(small_digits):
     assert res.meta["groups"][0]["layer_widths"] == []  # depths differ: uniform layers, depth masked
 
 
+def test_group_by_depth_compiles_one_program_per_depth_sized_from_the_space(small_digits):
+    """group_by=("depth",) with hidden_layer_sizes: one program per number of layers, each
+    built at its depth's per-layer largest sizes among the space's choices (so that other
+    configurations of the space reuse it), and the same numbers as one program per
+    architecture."""
+    space = Space([Categorical("hidden_layer_sizes", ["12,6", "8,4", "10", "6", "7,7"]),
+                   Float("learning_rate", 1e-3, 1e-1, log=True)])
+    configs = {"hidden_layer_sizes": np.array([0.0, 1.0, 2.0, 3.0]), "learning_rate": np.array([0.01, 0.03, 0.1, 0.05])}
+    kw = dict(fixed={"steps": 6}, n_evals=2, progress=False)
+    by_depth = run_sweep(small_digits, space, configs, group_by=("depth",), **kw)
+    groups = by_depth.meta["groups"]
+    assert len(groups) == 2 and sorted(g["layer_widths"] for g in groups) == [[10], [12, 7]]
+    exact = run_sweep(small_digits, space, configs, group_by=("hidden_layer_sizes",), **kw)
+    assert len(exact.meta["groups"]) == 4
+    for key in ("final_val_loss", "final_train_loss"):
+        np.testing.assert_allclose(by_depth.metrics[key], exact.metrics[key], rtol=2e-5)
+    lr = Space([Float("learning_rate", 1e-3, 1e-1, log=True)])
+    with pytest.raises(ValueError, match="group_by names 'depth'"):  # no hidden_layer_sizes to derive it from
+        run_sweep(small_digits, lr, lr.sample(2, "random", seed=0), group_by=("depth",), **kw)
+
+
 def test_next_group_compiles_in_the_background(small_digits, monkeypatch):
     """Programs are compiled on a background thread, the next group's while one trains, and
     the results are those of the groups run one at a time."""

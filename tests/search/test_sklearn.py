@@ -192,35 +192,31 @@ def _records(sizes, max_iter=300):
 
 
 def test_auto_layout_weighs_compilations_against_padded_training():
-    from hsens_jax.search.sklearn import _auto_parts, _by_depth
+    from hsens_jax.search.sklearn import _auto_group_by
 
     classic = _records([(50,), (100,), (50, 50), (100, 50)])
-    parts = _auto_parts(classic, 20, 2, 667, 3)  # the classic grid: one masked program per depth
-    assert [(list(idx), gb) for idx, gb in parts] == [(list(range(8)), ()), (list(range(8, 16)), ())]
-    assert [list(i) for i in _by_depth(classic)] == [list(range(8)), list(range(8, 16))]
+    assert _auto_group_by(classic, 20, 2, 667, 3) == ("depth",)  # the classic grid: one program per depth
     # wide layers: padding (50,) to (2000,) costs more training than three compilations
-    wide = _records([(50,), (2000,), (50, 50), (2000, 50)])
-    assert [gb for _, gb in _auto_parts(wide, 20, 2, 667, 3)] == [("hidden_layer_sizes",)]
+    assert _auto_group_by(_records([(50,), (2000,), (50, 50), (2000, 50)]), 20, 2, 667, 3) == ("hidden_layer_sizes",)
     # little training: one program
-    assert [(len(i), gb) for i, gb in _auto_parts(_records([(50,), (50, 50)], max_iter=2), 20, 2, 667, 3)] == [(8, ())]
+    assert _auto_group_by(_records([(50,), (50, 50)], max_iter=2), 20, 2, 667, 3) == ()
     # one architecture: nothing to group
-    assert [(len(i), gb) for i, gb in _auto_parts(_records([(50,)]), 20, 2, 667, 3)] == [(4, ())]
+    assert _auto_group_by(_records([(50,)]), 20, 2, 667, 3) == ()
 
 
-def test_group_by_depth_trains_one_sweep_per_depth_with_the_same_scores():
+def test_one_program_per_depth_gives_the_exact_programs_scores():
     X, y = make_classification(n_samples=120, n_features=6, random_state=0)
     grid = {"hidden_layer_sizes": [(4,), (6,), (4, 3)], "learning_rate_init": [0.01, 0.1]}
     est = MLPClassifier(max_iter=5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        by_depth = hss.GridSearchCV(est, grid, cv=2, group_by="depth", refit=False).fit(X, y)
+        by_depth = hss.GridSearchCV(est, grid, cv=2, group_by=("depth",), refit=False).fit(X, y)
         exact = hss.GridSearchCV(est, grid, cv=2, group_by=("hidden_layer_sizes",), refit=False).fit(X, y)
-    assert [(d["candidates"], d["group_by"]) for d in by_depth._sweeps] == [(4, ()), (2, ())]
-    assert [(d["candidates"], d["group_by"]) for d in exact._sweeps] == [(6, ("hidden_layer_sizes",))]
+    assert [d["group_by"] for d in by_depth._sweeps] == [("depth",)]
     np.testing.assert_allclose(by_depth.cv_results_["mean_test_score"], exact.cv_results_["mean_test_score"],
                                atol=1e-12)
-    with pytest.raises(ValueError, match="group_by='width'"):
-        hss.GridSearchCV(est, grid, cv=2, group_by="width").fit(X, y)
+    with pytest.raises(ValueError, match="group_by='depth'"):
+        hss.GridSearchCV(est, grid, cv=2, group_by="depth").fit(X, y)
 
 
 def test_candidates_train_in_length_order_with_unchanged_results(monkeypatch):
