@@ -731,7 +731,9 @@ def run_sweep(
         store = distributed.on_leader(lambda: RunDirectory(run_dir).open(settings, meta, overwrite=overwrite),
                                       "open the run directory")
     try:
-        schema = _schema(groups[0].spec, data, plan, n_evals)
+        # a run directory checks its chunks against the schema (and records it) before anything
+        # trains; in memory, the first chunk's outputs give it (no separate trace of the training)
+        schema = _schema(groups[0].spec, data, plan, n_evals) if run_dir is not None else None
 
         def take_chunks():
             store.write_design(configs, seeds, ids)
@@ -793,10 +795,15 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
          run_dir=None):
     total_runs = k * s * n_folds
     results: dict[str, np.ndarray] = {}
-    for name, (shape, kind) in schema.items():
-        dt = {"f": np.float64 if plan.dtype == jnp.float64 else np.float32, "b": bool, "i": np.int32,
-              "u": np.uint32}[kind]
-        results[name] = np.full((total_runs,) + shape, np.nan if kind == "f" else (-1 if kind == "i" else 0), dt)
+
+    def allocate(schema):
+        for name, (shape, kind) in schema.items():
+            dt = {"f": np.float64 if plan.dtype == jnp.float64 else np.float32, "b": bool, "i": np.int32,
+                  "u": np.uint32}[kind]
+            results[name] = np.full((total_runs,) + shape, np.nan if kind == "f" else (-1 if kind == "i" else 0), dt)
+
+    if schema is not None:
+        allocate(schema)
     flat_ids = ids3.reshape(-1)
     computed = np.zeros(total_runs, bool)
     if done:
@@ -889,6 +896,9 @@ def _run(plan, groups, data, configs, seeds, ids3, n_folds, done, store, schema,
                 if multi:  # every process gets the whole chunk (one collective step)
                     out = distributed.gather(out, f"gathering chunk {n_new[0] + 1} of group {gi + 1}", advice)
                 wall = time.perf_counter() - t0
+                if not results:  # no schema given: the first chunk's per-run shapes and kinds
+                    allocate({name: ((n_evals,) if name.endswith("_curve") else tuple(np.shape(a)[1:]),
+                                     np.dtype(a.dtype).kind) for name, a in out.items()})
                 arrays = {}
                 for name, a in out.items():
                     a = np.asarray(a)[: len(chunk)]
