@@ -539,11 +539,11 @@ def _auto_group_by(records, n_features, n_out, n_train, k) -> tuple:
     * ``()``: one masked program for all (every network at the largest width and depth).
 
     The cheapest wins (ties: fewer programs). The classic grid ((50,), (100,), (50, 50),
-    (100, 50)), 4, 2 or 1 programs: one per depth, measured (warm, no refit, 2 cores) 4.73 s
-    against 4.61 s for one per architecture, 11.0 s against 14.7 s with an empty compilation
-    cache (as one sweep per depth; in one sweep the second program compiles while the first
-    trains)."""
-    archs = _architectures(records) if records and "hidden_layer_sizes" in records[0] else []
+    (100, 50)): one program per depth, 2 instead of 4. Measured through ``GridSearchCV`` (2
+    cores, no refit, one fit each): warm 4.73 s against 4.61 s for one program per
+    architecture, with an empty compilation cache 11.0 s against 14.7 s; with the refit,
+    ``benchmarks/results/search_sklearn_cpu_run6.md``."""
+    archs = _architectures(records)  # engine_values always gives hidden_layer_sizes
     if len(set(archs)) <= 1:
         return ()
 
