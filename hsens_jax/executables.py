@@ -83,10 +83,11 @@ def _warn_once(kind: str, message: str) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _code_hash() -> str:
-    """Hash of every ``.py`` file of the installed package (its relative path and bytes)."""
+    """Hash of every source file of the installed package (``.py``, and the native kernels'
+    ``.c``/``.h``): their relative paths and bytes."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*.py")):
+    for p in sorted(q for pattern in ("*.py", "*.c", "*.h") for q in root.rglob(pattern)):
         h.update(str(p.relative_to(root)).encode())
         try:
             h.update(p.read_bytes())

@@ -147,7 +147,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from hsens_jax import executables
+from hsens_jax import executables, native
 from hsens_jax.compile_cache import ensure_compilation_cache
 from hsens_jax.sensitivity._brent import maximize_bounded
 from hsens_jax.sensitivity._table import number, per_input_table
@@ -596,14 +596,43 @@ def _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma, d
     if want_gamma:
         init["s1"] = zg
     acc, vec = _sym_sweep(Np, b, main, init, dt)
-    nf2 = _mul(nf, nf)
     a = lax.slice_in_dim(vec, 0, g, axis=0)  # Kt 1 (0 on padded rows)
+    gamma = None
+    if want_gamma:
+        def uqu(u):
+            def post(r0, c0):
+                Lc = lc_block(r0, c0)
+                t = _dot(_sl(u, r0, b), _mul(Lc, Lc), ((1,), (0,)))  # (g, b)
+                return _rsum(_mul(t, _sl(u, c0, b)), (1,)), None, None
+
+            return _sym_sweep(Np, b, post, zg, dt)[0]
+
+        gamma = (acc["s1"], lax.slice_in_dim(vec, g, 2 * g, axis=0),
+                 lax.index_in_dim(vec, 2 * g, 0, keepdims=False), uqu)
+    bl = None if want_gamma else lax.index_in_dim(vec, g, 0, keepdims=False)
+    return _finish_single_pass(acc, a, rk, rk_bar, rl, rl_bar, valid, diag_l, N, bl=bl, gamma=gamma)
+
+
+def _finish_single_pass(acc, a, rk, rk_bar, rl, rl_bar, valid, diag_l, N, *, bl=None, gamma=None):
+    """The indices, R2, centring vectors and Gamma parameters from the sums of the single pass
+    (:func:`_single_pass_v`'s notation; arrays of ``Np >= N`` rows, 0 on padded rows).
+
+    ``acc``: ``sxx`` (g,) = sum Kt^2, ``sxy`` (g,) = sum Kt Lc (Kt Lt when ``bl`` is given),
+    ``syy`` () = sum Lc^2 (Lt^2); ``a`` (g, Np) = Kt 1; ``rk`` (g, Np), ``rk_bar`` (g,): the
+    input shifts and their mean; ``rl`` (Np,), ``rl_bar``: L 1 / n and its mean when the output
+    kernel was exactly centred, else (``bl`` = Lt 1 given) the output shifts; ``gamma``: None
+    or ``(s1, kq, q, uqu)`` with ``s1`` (g,) = sum (Kt Lc)^2, ``kq`` (g, Np) = (Kt o Q) 1, ``q``
+    (Np,) = Q 1 and ``uqu`` a function of ``u`` (g, Np) returning ``u'Q u`` (g,).
+    """
+    g, Np = a.shape
+    dt = a.dtype
+    nf = _rsum(valid, (0,))
+    nf2 = _mul(nf, nf)
     sa = _rsum(a, (1,))
     sxx = _add(_sub(acc["sxx"], _mul(_div(2.0, nf), _rsum(_mul(a, a), (1,)))), _div(_mul(sa, sa), nf2))
-    if want_gamma:  # Lc exactly centred
+    if bl is None:  # Lc exactly centred
         sxy, syy, cb = acc["sxy"], acc["syy"], rl
     else:
-        bl = lax.index_in_dim(vec, g, 0, keepdims=False)  # Lt 1
         sbl = _rsum(bl, (0,))
         sxy = _add(_sub(acc["sxy"], _mul(_div(2.0, nf), _dot(a, bl, ((1,), (0,))))),
                    _div(_mul(sa, sbl), nf2))
@@ -616,20 +645,12 @@ def _single_pass_v(Xs, Zs, G, gs, cat, out_kind, block, valid, dt, want_gamma, d
     res = {"hsic": hxy, "hxx": hxx, "hyy": hyy, "r2": _mul(hxy, lax.rsqrt(_mul(hxx, hyy))),
            "ca": lax.slice_in_dim(ca, 0, N, axis=1), "ga": _div(_dot(ca, valid, ((1,), (0,))), nf),
            "cb": lax.slice_in_dim(cb, 0, N), "gb": gb, "sxy": sxy}
-    if want_gamma:
-        kq = lax.slice_in_dim(vec, g, 2 * g, axis=0)
-        q = lax.index_in_dim(vec, 2 * g, 0, keepdims=False)
+    if gamma is not None:
+        s1, kq, q, uqu = gamma
         # Kc_ij = Kt_ij - u_i - u_j
         u = _sub(_div(a, nf), _bc(_div(sa, _mul(2.0, nf2)), (g, Np), (0,)))
-
-        def post(r0, c0):
-            Lc = lc_block(r0, c0)
-            t = _dot(_sl(u, r0, b), _mul(Lc, Lc), ((1,), (0,)))  # (g, b)
-            return _rsum(_mul(t, _sl(u, c0, b)), (1,)), None, None
-
-        uqu, _ = _sym_sweep(Np, b, post, zg, dt)
-        s_all = _add(_add(_sub(acc["s1"], _mul(4.0, _rsum(_mul(u, kq), (1,)))),
-                          _mul(2.0, _dot(_mul(u, u), q, ((1,), (0,))))), _mul(2.0, uqu))
+        s_all = _add(_add(_sub(s1, _mul(4.0, _rsum(_mul(u, kq), (1,)))),
+                          _mul(2.0, _dot(_mul(u, u), q, ((1,), (0,))))), _mul(2.0, uqu(u)))
         lc_diag = _add(_sub(diag_l, _mul(2.0, rl)), rl_bar)
         kc_diag = _sub(_add(_sub(lax.full_like(rk, 1), _mul(2.0, rk)), _bc(rk_bar, (g, Np), (0,))),
                        _mul(2.0, u))
@@ -770,6 +791,32 @@ def _hsic_core(Xt, theta, gscale, groups, Z, theta_z, w, valid, *, estimator, ou
                               diag_l, out_block or block)
     return _two_pass(Xs, Zs, G, gs, cat, out_kind, block, w, valid, dt, estimator, want_gamma,
                      diag_l)
+
+
+@partial(jax.jit, static_argnames=("target", "out_kind", "cat", "want_gamma", "nthreads"))
+def _hsic_native_core(Xt, theta, Z, theta_z, valid, *, target, out_kind, cat, want_gamma, nthreads):
+    """:func:`_hsic_core`'s single pass (unweighted V-statistic, one kernel per column) by the
+    fused CPU kernel of :mod:`hsens_jax.native` (FFI target ``target``), which computes each
+    kernel entry once and every sum from it; the same result dict.  ``valid`` must be 1 on a
+    prefix of the rows (the sample) and 0 after (its bucket's padding)."""
+    dt = Xt.dtype
+    g, N = Xt.shape
+    Xs = _div(Xt, _bc(theta, Xt.shape, (0,)))
+    Zs = Z if out_kind == "linear" else _div(Z, _bc(theta_z, Z.shape, (1,)))
+    cat_flags = np.array(cat if cat is not None else (False,) * g, np.uint8)
+    sums, scal, gvec, nvec = jax.ffi.ffi_call(target, (
+        jax.ShapeDtypeStruct((5, g), dt), jax.ShapeDtypeStruct((2,), dt),
+        jax.ShapeDtypeStruct((3, g, N), dt), jax.ShapeDtypeStruct((2, N), dt)))(
+        Xs, cat_flags, lax.full((g,), 1, dt), Zs, valid, out_linear=np.int32(out_kind == "linear"),
+        want_gamma=np.int32(want_gamma), nthreads=np.int32(nthreads))
+    row = lambda a, i: lax.index_in_dim(a, i, 0, keepdims=False)  # noqa: E731
+    acc = {"sxx": row(sums, 0), "sxy": row(sums, 1), "syy": row(scal, 0)}
+    gamma = None
+    if want_gamma:
+        uqu = row(sums, 3)
+        gamma = (row(sums, 2), row(gvec, 1), row(nvec, 0), lambda u: uqu)
+    return _finish_single_pass(acc, row(gvec, 0), row(gvec, 2), row(sums, 4), row(nvec, 1), row(scal, 1),
+                               valid, _output_diag(Z, out_kind), N, gamma=gamma)
 
 
 def _permutations(key, n_perm, valid):
@@ -1284,6 +1331,14 @@ def _max_bandwidths(prep, N, groups, block):
     return theta.astype(dt)
 
 
+def _native_target():
+    """The fused CPU kernel's FFI target when the default backend is a CPU and the kernel is
+    available (:mod:`hsens_jax.native`), else None (the pure-JAX program)."""
+    if jax.default_backend() != "cpu":
+        return None
+    return native.hsic_pass_target()
+
+
 def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permutations, key,
          tile_size, pvalue_convention, perm_chunk, bucket, devices=None):
     """Pads ``prep`` to its bucket and runs the jitted cores.  ``kernel_bandwidth``: None
@@ -1330,16 +1385,23 @@ def _run(prep, groups=None, kernel_bandwidth=None, *, estimator, pvalue, n_permu
     # rows padded on the host up to a whole number of the single pass's blocks
     Xt, G, gs, Z, w, valid = _padded(prep, -(-N // core_block) * core_block, groups, gscale)
     has_gscale = gscale is not None
+    native_target = _native_target() if single and not has_groups else None
     with jax.default_matmul_precision("highest"), _no_gc_pauses():
         # Full float32 matrix products: on GPUs the default lets XLA use TF32 (10-bit
         # mantissas), which would break the float32-vs-float64 agreement of the sums.
         # the compiled program, kept across processes (hsens_jax.executables): a new process
         # neither traces nor lowers it again
-        args = (Xt, theta, gs, G, Z, prep.theta_z, w, valid)
-        res = executables.compiled(_hsic_core, "hsic._hsic_core", args, dict(
-            estimator=estimator, out_kind=prep.out_kind, cat=cat_s, block=core_block,
-            want_gamma=(pvalue == "gamma"), has_groups=has_groups, has_gscale=has_gscale,
-            single_pass=single, out_block=out_block), compiler_options=executables.kernel_options())(*args)
+        if native_target is not None:
+            args = (Xt, theta, Z, prep.theta_z, valid)
+            res = executables.compiled(_hsic_native_core, "hsic._hsic_native_core", args, dict(
+                target=native_target, out_kind=prep.out_kind, cat=cat_s, want_gamma=(pvalue == "gamma"),
+                nthreads=native.num_threads()))(*args)
+        else:
+            args = (Xt, theta, gs, G, Z, prep.theta_z, w, valid)
+            res = executables.compiled(_hsic_core, "hsic._hsic_core", args, dict(
+                estimator=estimator, out_kind=prep.out_kind, cat=cat_s, block=core_block,
+                want_gamma=(pvalue == "gamma"), has_groups=has_groups, has_gscale=has_gscale,
+                single_pass=single, out_block=out_block), compiler_options=executables.kernel_options())(*args)
         pv = np.full((g,), np.nan, prep.X.dtype)
         if pvalue == "gamma":
             pv = _gamma_sf(res, prep.X.dtype)

@@ -12,6 +12,7 @@ from hsens_jax.sensitivity.hsic import (
     HSICResult,
     _gamma_sf,
     _hsic_core,
+    _hsic_native_core,
     _perm_core,
     best_fraction,
     critical_domain,
@@ -488,11 +489,14 @@ def test_result_is_pytree_and_no_recompilation():
     r2 = jax.tree_util.tree_map(lambda a: a * 2, r)
     np.testing.assert_allclose(r2.hsic, 2 * np.asarray(r.hsic), rtol=1e-6)
     assert r2.estimator == "V" and np.isnan(np.asarray(r.pvalue)).all()
-    size = _hsic_core._cache_size()
+    def cores():
+        return _hsic_core._cache_size() + _hsic_native_core._cache_size()
+
+    size = cores()
     X2, Y2 = data(17)
     hsic(X2, Y2)
     hsic(jnp.asarray(X2, jnp.float32), jnp.asarray(Y2, jnp.float32))
-    assert _hsic_core._cache_size() == size
+    assert cores() == size
     hsic(X2, Y2, pvalue="permutation", n_permutations=10, key=jax.random.key(0))
     size_p = _perm_core._cache_size()
     hsic(X, Y, pvalue="permutation", n_permutations=10, key=jax.random.key(1))
@@ -790,7 +794,8 @@ def _count_core_compilations(fn):
     class Handler(logging.Handler):
         def emit(self, record):
             msg = record.getMessage()
-            if msg.startswith("Compiling jit(_hsic_core)") or msg.startswith("Compiling jit(_perm_core)"):
+            if msg.startswith(("Compiling jit(_hsic_core)", "Compiling jit(_hsic_native_core)",
+                               "Compiling jit(_perm_core)")):
                 seen.append(msg)
 
     h = Handler()
@@ -857,3 +862,61 @@ def test_r2_bias_under_independence_v_biased_u_unbiased():
     assert 0.17 < v.mean() < 0.21, v.mean()
     assert abs(u.mean()) < 4 * u.std(ddof=1) / np.sqrt(u.size), u.mean()
     assert np.all(np.abs(u) <= 1 + 1e-12)
+
+
+# ----------------------------------------------------------------------------- native kernel
+_NATIVE_CASES = {
+    "gaussian": dict(),
+    "gamma": dict(pvalue="gamma"),
+    "categorical": dict(pvalue="gamma", kernel=["gaussian", "categorical", "gaussian"]),
+    "two outputs": dict(pvalue="gamma", two_outputs=True),
+    "target": dict(target=best_fraction(0.3), pvalue="gamma"),
+    "novello": dict(target=best_fraction(0.3), convention="novello2023"),
+    "permutation": dict(pvalue="permutation", n_permutations=40),
+}
+
+
+@pytest.mark.parametrize("case", list(_NATIVE_CASES))
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_native_kernel_agrees_with_the_pure_jax_program(case, precision, monkeypatch):
+    """On a CPU the single pass runs in the fused native kernel (hsens_jax.native) when it can be
+    built; ``HSENS_NATIVE=off`` runs the pure-JAX program: the same results, to rounding, on a
+    padded bucket (n = 37 of 40) and at the smallest Gamma sample (n = 6)."""
+    from hsens_jax import native
+
+    if native.hsic_pass_target() is None:
+        pytest.skip("the native kernel cannot be built here")
+    from hsens_jax import executables
+
+    names = []
+    compiled = executables.compiled
+
+    def spy(fn, name, *args, **kwargs):
+        names.append(name)
+        return compiled(fn, name, *args, **kwargs)
+
+    monkeypatch.setattr(executables, "compiled", spy)
+    kw = dict(_NATIVE_CASES[case])
+    f64 = precision == "float64"
+    rtol = 1e-10 if f64 else 3e-5
+    for n in (37, 6):
+        X, Y = data(40 + n, n=n, d=3)
+        X[:, 1] = np.round(X[:, 1])  # ties: a categorical column with a few levels
+        if kw.pop("two_outputs", False):
+            Y = np.stack([Y, np.cos(X[:, 0])], axis=1)
+        if "permutation" in kw.get("pvalue", ""):
+            kw["key"] = jax.random.key(3)
+        with jax.enable_x64(f64):
+            names.clear()
+            got = hsic(X, Y, **kw)
+            assert "hsic._hsic_native_core" in names and "hsic._hsic_core" not in names
+            names.clear()
+            monkeypatch.setenv(native.ENV_VAR, "off")
+            ref = hsic(X, Y, **kw)
+            monkeypatch.delenv(native.ENV_VAR)
+            assert "hsic._hsic_core" in names and "hsic._hsic_native_core" not in names
+        scale = float(np.max(np.abs(np.asarray(ref.hsic))))
+        for f in ("hsic", "r2", "pvalue", "bandwidth", "hsic_yy"):
+            np.testing.assert_allclose(np.asarray(getattr(got, f)), np.asarray(getattr(ref, f)),
+                                       rtol=rtol, atol=rtol * scale if f == "hsic" else 1e-7 * (not f64),
+                                       equal_nan=True, err_msg=f"{case} n={n} {f}")
