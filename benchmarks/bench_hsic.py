@@ -17,7 +17,12 @@ d = 10, NumPy float64 inputs): child processes, alternating, ``--fresh`` times e
 ours with the persistent compilation cache off (truly cold), ours with a cache directory a
 previous process filled (the persistent cache already holds the programs), and OpenTURNS'
 first call in a fresh process.  The time is from just after the imports to the returned
-result (JAX's backend start, tracing, lowering, cache loads and compilation included).
+result (JAX's backend start, tracing, lowering, cache loads and compilation included; with the
+cache off, the native CPU kernel of hsens_jax.native is compiled too, about a second, as it is
+in this process, which runs with the cache off: its first rows' first calls include it).
+
+The Gamma and V-statistic tasks also run with ``HSENS_NATIVE=off`` (the pure-JAX programs),
+interleaved with OpenTURNS the same way.
 
 Usage::
 
@@ -29,6 +34,7 @@ Writes benchmarks/results/hsic_cpu.json and hsic_cpu.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -71,7 +77,12 @@ def machine():
         load = os.getloadavg()
     except OSError:  # pragma: no cover
         load = None
+    from hsens_jax import native
+
+    target = native.hsic_pass_target()
     return {
+        "native_kernel": (f"used ({native._state['path'].name})" if target else
+                          "unavailable: pure JAX"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "platform": platform.platform(),
@@ -129,6 +140,20 @@ def time_pair(ot_fn, ours_fn, repeats=3):
             res = _block(ours_fn())
             ours_t.append(time.perf_counter() - t0)
     return min(ot_t), ot_res, first, min(ours_t), res, os.getloadavg()
+
+
+@contextlib.contextmanager
+def pure_jax():
+    """hsens_jax's pure-JAX programs instead of the native CPU kernel (hsens_jax.native)."""
+    saved = os.environ.get("HSENS_NATIVE")
+    os.environ["HSENS_NATIVE"] = "off"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["HSENS_NATIVE"]
+        else:
+            os.environ["HSENS_NATIVE"] = saved
 
 
 OURS_INNER = 5
@@ -239,6 +264,9 @@ def main():
     t_ot_v, (gv, ot_hv, ot_r2v), f, w, r, load = time_pair(
         ot_v, lambda: hsic(X, Y, estimator="V"), args.repeats)
     row("V-statistic HSIC + R2 (float32)", t_ot_v, f, w, load=load)
+    with pure_jax():
+        t_ot_v2, _, f, w, _, load = time_pair(ot_v, lambda: hsic(X, Y, estimator="V"), args.repeats)
+    row("V-statistic HSIC + R2 (float32), pure JAX (HSENS_NATIVE=off)", t_ot_v2, f, w, load=load)
     with jax.enable_x64(True):
         f64, w64, r64 = time_ours(lambda: hsic(X, Y, estimator="V"))
     row("V-statistic HSIC + R2 (float64)", t_ot_v, f64, w64, load=os.getloadavg())
@@ -257,6 +285,12 @@ def main():
     t_ot_g, ot_pg, f, w, r, load = time_pair(
         ot_g, lambda: hsic(X, Y, estimator="V", pvalue="gamma"), args.repeats)
     row("V + R2 + Gamma p-values (float32)", t_ot_g, f, w, load=load)
+    with pure_jax():
+        t_ot_g2, _, f2, w2, r2, load = time_pair(
+            ot_g, lambda: hsic(X, Y, estimator="V", pvalue="gamma"), args.repeats)
+    row("V + R2 + Gamma p-values (float32), pure JAX (HSENS_NATIVE=off)", t_ot_g2, f2, w2, load=load)
+    out["native_vs_pure_jax_gamma_pvalue_max_abs"] = float(
+        np.max(np.abs(np.asarray(r.pvalue, np.float64) - np.asarray(r2.pvalue, np.float64))))
     with jax.enable_x64(True):
         _, _, r64 = time_ours(lambda: hsic(X, Y, estimator="V", pvalue="gamma"), repeats=1)
     out["agreement_gamma_pvalue_float64_max_abs"] = float(
@@ -327,7 +361,9 @@ def main():
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; Python {m['python']}, "
         f"jax {m['jax']} ({m['jax_backend']}), numpy {m['numpy']}, OpenTURNS {m['openturns']}. "
-        f"Load average at start: {m['load_average_at_start']} (shared machine).",
+        f"Load average at start: {m['load_average_at_start']} (shared machine). "
+        f"Native CPU kernel (hsens_jax.native): {m['native_kernel']}; the rows marked pure JAX "
+        "run with it off.",
         "",
         f"Data: n = {n}, d = {d}, Ishigami (a=7, b=0.1) of the first 3 inputs, 7 inert inputs; "
         "Gaussian kernels, bandwidth = std (ddof=1). `python benchmarks/bench_hsic.py`.",
@@ -364,7 +400,7 @@ def main():
                   f"{f['ratio_openturns_first_over_ours_warm_cache']:.1f} |",
                   f"| OpenTURNS first call | {b['openturns_first']:.3f} | | |"]
     lines += ["", "Agreement (ours float64 vs OpenTURNS, same X and Y):", ""]
-    for k in ("agreement_V_float64_max_rel", "agreement_R2V_float64_max_rel",
+    for k in ("agreement_V_float64_max_rel", "agreement_R2V_float64_max_rel", "native_vs_pure_jax_gamma_pvalue_max_abs",
               "agreement_U_float64_max_rel", "agreement_gamma_pvalue_float64_max_abs",
               "float32_vs_float64_V_max_rel", "float32_vs_float64_gamma_pvalue_max_abs"):
         if k in out:

@@ -51,6 +51,9 @@ _SUBDIR = "hsens-native"
 
 _lock = threading.Lock()
 _state: dict = {"registered": None, "path": None, "warned": False, "tmp": None}
+# XLA's FFI registry is process-wide and takes one handler per name: the library registered
+# first (kept loaded here) serves every later lookup of this process.
+_ffi_registered: dict = {}
 
 
 def enabled() -> bool:
@@ -186,10 +189,12 @@ def hsic_pass_target() -> Optional[str]:
                 import jax.ffi
 
                 path = library_path()
-                lib = ctypes.CDLL(str(path))
-                jax.ffi.register_ffi_target(HSIC_PASS, jax.ffi.pycapsule(lib.hsens_hsic_pass_ffi),
-                                            platform="cpu")
-                _state.update(registered=True, path=path, lib=lib)
+                if HSIC_PASS not in _ffi_registered:
+                    lib = ctypes.CDLL(str(path))
+                    jax.ffi.register_ffi_target(HSIC_PASS, jax.ffi.pycapsule(lib.hsens_hsic_pass_ffi),
+                                                platform="cpu")
+                    _ffi_registered[HSIC_PASS] = lib
+                _state.update(registered=True, path=path)
             except Exception as exc:  # no compiler, a failed build or load: pure JAX instead
                 _state["registered"] = False
                 if not _state["warned"]:

@@ -920,3 +920,26 @@ def test_native_kernel_agrees_with_the_pure_jax_program(case, precision, monkeyp
             np.testing.assert_allclose(np.asarray(getattr(got, f)), np.asarray(getattr(ref, f)),
                                        rtol=rtol, atol=rtol * scale if f == "hsic" else 1e-7 * (not f64),
                                        equal_nan=True, err_msg=f"{case} n={n} {f}")
+
+
+def test_the_native_kernel_gives_way_to_the_tiled_program_above_its_memory_budget(monkeypatch):
+    import importlib
+
+    from hsens_jax import executables
+
+    hsic_mod = importlib.import_module("hsens_jax.sensitivity.hsic")
+    if hsic_mod._native_target() is None:
+        pytest.skip("the native kernel cannot be built here")
+    names = []
+    compiled = executables.compiled
+    monkeypatch.setattr(executables, "compiled",
+                        lambda fn, name, *a, **k: names.append(name) or compiled(fn, name, *a, **k))
+    X, Y = data(5, n=30, d=3)
+    assert hsic_mod._native_work_bytes(3, 30, 4) < hsic_mod.NATIVE_MAX_WORK_BYTES
+    big = hsic_mod._native_work_bytes(1000, 10**6, 4)
+    assert big > hsic_mod.NATIVE_MAX_WORK_BYTES  # 1000 inputs, a million rows: pure JAX, tiled
+    native_r = hsic(X, Y, pvalue="gamma")
+    monkeypatch.setattr(hsic_mod, "NATIVE_MAX_WORK_BYTES", 0)
+    tiled_r = hsic(X, Y, pvalue="gamma")
+    assert names == ["hsic._hsic_native_core", "hsic._hsic_core"]
+    np.testing.assert_allclose(np.asarray(tiled_r.r2), np.asarray(native_r.r2), rtol=3e-5)
