@@ -15,6 +15,11 @@
 
 #define BIG_DISTANCE 1.0e4 /* hsic._BIG: squared distance of two different categories */
 
+/* 1 / k!, k = 0..13: the Taylor coefficients of exp */
+static const double INV_FACTORIAL[14] = {
+    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+
 /* ---- a barrier that also holds the workers until their number is known (pthread
  * barriers are missing on macOS, and a thread may fail to start) */
 typedef struct {

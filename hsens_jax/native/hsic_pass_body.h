@@ -27,45 +27,27 @@ static inline REAL SFX(expneg)(REAL x) {
 #if SFX_IS_DOUBLE
   const REAL shifter = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
   const REAL lo = -708.0;
+#define EXP_DEGREE 13
 #else
   const REAL shifter = 12582912.0f; /* 1.5 * 2^23 */
   const REAL lo = -87.0f;
+#define EXP_DEGREE 7
 #endif
   REAL xc = x < lo ? lo : x;
   REAL m = (xc * log2e + shifter) - shifter;
   REAL r = (xc - m * ln2hi) - m * ln2lo;
+  REAL p = (REAL)INV_FACTORIAL[EXP_DEGREE];
+#pragma GCC unroll 16
+  for (int k = EXP_DEGREE - 1; k >= 0; k--) p = p * r + (REAL)INV_FACTORIAL[k];
 #if SFX_IS_DOUBLE
-  REAL p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
   int64_t bits = ((int64_t)m + 1023) << 52;
-  double scale;
-  memcpy(&scale, &bits, sizeof scale);
 #else
-  REAL p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
   int32_t bits = ((int32_t)m + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
 #endif
+  REAL scale;
+  memcpy(&scale, &bits, sizeof scale);
   return x < lo ? (REAL)0 : p * scale;
+#undef EXP_DEGREE
 }
 
 typedef struct {
