@@ -1493,9 +1493,10 @@ def hsic(X, Y, *, estimator="V", bandwidth="std", output_bandwidth=None, target=
       kernel: which input columns are categorical (kernel ``1{x == x'}``): ``None``, a
         (d,) boolean mask, a list of column indices, ``"categorical"`` (all), or a list of
         per-column names ``"gaussian"`` / ``"categorical"``.
-      tile_size: side ``b`` of the square blocks (``None``: automatic and cache-sized, see the
-        module docstring); ``tile_size >= n`` computes everything in one block (same result
-        up to rounding).
+      tile_size: side ``b`` of the square blocks of the pure-JAX programs (``None``:
+        automatic and cache-sized, see the module docstring); ``tile_size >= n`` computes
+        everything in one block (same result up to rounding).  The native CPU kernel of the
+        single pass (V-statistic) has no blocks: it ignores it.
       convention: ``None`` (textbook HSIC) or ``"novello2023"``: what the authors' ``hsic.py``
         computes (needs ``target=best_fraction(q)``; V-statistic): the threshold is
         ``np.quantile(Y, q, method="lower")``, the index is ``q^2 MMD^2(X, X | best)`` (their
