@@ -120,20 +120,26 @@ def _key(cc: str, include: str) -> str:
     return h.hexdigest()[:24]
 
 
-def _cache_dir() -> Path:
+def _cache_dir():
+    """``(directory, writable)``: the native libraries' directory beside the compilation cache,
+    or ``(None, False)`` when the cache is off."""
     from hsens_jax.compile_cache import compilation_cache_dir, ensure_compilation_cache
 
     ensure_compilation_cache()
     base = compilation_cache_dir()
-    if base is not None:
-        path = Path(base) / _SUBDIR
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            if os.access(path, os.W_OK | os.X_OK):
-                return path
-        except OSError:
-            pass
-    if _state["tmp"] is None:  # no usable cache directory: this process only
+    if base is None:
+        return None, False
+    path = Path(base) / _SUBDIR
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    return path, path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _process_dir() -> Path:
+    """A temporary directory for this process's build, when the cache cannot hold it."""
+    if _state["tmp"] is None:
         _state["tmp"] = tempfile.mkdtemp(prefix="hsens-native-")
     return Path(_state["tmp"])
 
@@ -163,18 +169,36 @@ def _build(cc: str, include: str, out: Path) -> None:
     raise RuntimeError("; ".join(errors))
 
 
-def library_path() -> Path:
-    """The built library, built first if needed; raises RuntimeError when it cannot be."""
+def library_path(rebuild: bool = False) -> Path:
+    """The built library, built first if needed (or if ``rebuild``); raises RuntimeError when
+    it cannot be.  A read-only cache directory that holds it serves it; one that does not
+    leaves the build to a temporary directory of this process."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError(f"no C compiler found ({os.environ.get('CC') or 'cc'}; set $CC)")
     import jax.ffi
 
     include = jax.ffi.include_dir()
-    out = _cache_dir() / f"hsic_pass-{_key(cc, include)}{'.dll' if sys.platform == 'win32' else '.so'}"
-    if not out.exists():
+    name = f"hsic_pass-{_key(cc, include)}{'.dll' if sys.platform == 'win32' else '.so'}"
+    cache, writable = _cache_dir()
+    if cache is not None and (cache / name).exists() and not rebuild:
+        return cache / name
+    out = (cache if cache is not None and writable else _process_dir()) / name
+    if rebuild or not out.exists():
         _build(cc, include, out)
     return out
+
+
+def _load(path: Path):
+    """The library at ``path``, loaded; a file that does not load (damaged, or truncated by an
+    interrupted copy) is built again once."""
+    import ctypes
+
+    try:
+        return path, ctypes.CDLL(str(path))
+    except OSError:
+        path = library_path(rebuild=True)
+        return path, ctypes.CDLL(str(path))
 
 
 def hsic_pass_target() -> Optional[str]:
@@ -187,13 +211,11 @@ def hsic_pass_target() -> Optional[str]:
     with _lock:
         if _state["registered"] is None:
             try:
-                import ctypes
-
                 import jax.ffi
 
                 path = library_path()
                 if HSIC_PASS not in _ffi_registered:
-                    lib = ctypes.CDLL(str(path))
+                    path, lib = _load(path)
                     jax.ffi.register_ffi_target(HSIC_PASS, jax.ffi.pycapsule(lib.hsens_hsic_pass_ffi),
                                                 platform="cpu")
                     _ffi_registered[HSIC_PASS] = lib

@@ -817,7 +817,9 @@ def _hsic_native_core(Xt, theta, Z, theta_z, valid, *, target, out_kind, cat, wa
         jax.ShapeDtypeStruct((3, g, N), dt), jax.ShapeDtypeStruct((2, N), dt)))(
         Xs, cat_flags, lax.full((g,), 1, dt), Zs, valid, out_linear=np.int32(out_kind == "linear"),
         want_gamma=np.int32(want_gamma), nthreads=np.int32(nthreads))
-    row = lambda a, i: lax.index_in_dim(a, i, 0, keepdims=False)  # noqa: E731
+    def row(a, i):
+        return lax.index_in_dim(a, i, 0, keepdims=False)
+
     acc = {"sxx": row(sums, 0), "sxy": row(sums, 1), "syy": row(scal, 0)}
     gamma = None
     if want_gamma:

@@ -3,7 +3,9 @@
 import importlib
 import os
 import shutil
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import pytest
 import jax
 
 from hsens_jax import native
+
 hsic_mod = importlib.import_module("hsens_jax.sensitivity.hsic")
 
 needs_cc = pytest.mark.skipif(shutil.which((os.environ.get("CC") or "cc").split()[0]) is None,
@@ -22,7 +25,7 @@ def fresh_state(monkeypatch, tmp_path):
     """A process in which the kernel has not been looked for yet, building into tmp_path;
     the real state is restored afterwards (the FFI registration itself is process-wide)."""
     monkeypatch.setattr(native, "_state", {"registered": None, "path": None, "warned": False, "tmp": None})
-    monkeypatch.setattr(native, "_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(native, "_cache_dir", lambda: (tmp_path, True))
     return tmp_path
 
 
@@ -47,6 +50,26 @@ def test_builds_once_into_its_cache_directory_and_registers(fresh_state, monkeyp
     monkeypatch.setattr(native, "_build", no_build)
     assert native.hsic_pass_target() == native.HSIC_PASS
     assert native._state["path"] == built[0]
+
+
+@needs_cc
+def test_a_read_only_cache_serves_its_library_or_leaves_the_build_to_the_process(fresh_state, monkeypatch):
+    built = native.library_path()  # into the (writable) cache
+    monkeypatch.setattr(native, "_cache_dir", lambda: (fresh_state, False))
+    assert native.library_path() == built  # read-only, holding it: served
+    built.unlink()
+    elsewhere = native.library_path()  # read-only, without it: this process's own directory
+    assert elsewhere.parent == Path(native._state["tmp"]) and elsewhere.exists()
+    assert not built.exists()
+
+
+@needs_cc
+def test_a_damaged_library_is_built_again(fresh_state):
+    path = native.library_path()
+    path.write_bytes(b"not a shared library")
+    loaded_path, lib = native._load(path)
+    assert loaded_path == path and hasattr(lib, "hsens_hsic_pass_ffi")
+    assert path.read_bytes()[:4] == b"\x7fELF" or sys.platform != "linux"
 
 
 def test_the_key_follows_the_sources_compiler_and_cpu(monkeypatch):
