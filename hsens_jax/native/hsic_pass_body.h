@@ -114,10 +114,6 @@ static void SFX(lc_row)(const SFX(Pass) *P, int64_t i, int64_t j0, REAL *lc) {
   for (int64_t j = j0; j < n; j++) lc[j] = SFX(out_kernel)(P, i, j) - ri - rl[j];
 }
 
-static inline REAL SFX(input_e)(REAL d, int cat, REAL gs) {
-  return gs * (cat ? (d == 0 ? (REAL)0 : (REAL)BIG_DISTANCE) : d * d);
-}
-
 static int64_t SFX(take_rows)(SFX(Pass) *P, int64_t count) {
   return __atomic_fetch_add(&P->next_row, count, __ATOMIC_RELAXED);
 }
