@@ -289,10 +289,12 @@ def _store(path: Path, key_text: str, exe) -> None:
 
 
 def _cpu_flags() -> frozenset:
+    """The CPU's feature flags (Linux's /proc/cpuinfo: ``flags`` on x86, ``Features`` on Arm);
+    empty elsewhere."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass

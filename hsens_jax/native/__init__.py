@@ -77,16 +77,9 @@ def _compiler() -> Optional[str]:
 
 
 def _cpu_description() -> str:
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    flags = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.system()}|{platform.machine()}|{platform.processor()}|{flags}"
+    from hsens_jax.executables import _cpu_flags
+
+    return f"{platform.system()}|{platform.machine()}|{platform.processor()}|{' '.join(sorted(_cpu_flags()))}"
 
 
 def _flag_sets() -> list:

@@ -13,8 +13,6 @@
 
 #include "xla/ffi/api/c_api.h"
 
-#define BIG_DISTANCE 1.0e4 /* hsic._BIG: squared distance of two different categories */
-
 /* 1 / k!, k = 0..13: the Taylor coefficients of exp */
 static const double INV_FACTORIAL[14] = {
     1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
@@ -78,21 +76,6 @@ static void barrier_destroy(Barrier *b) {
 #undef SFX
 #undef SFX_IS_DOUBLE
 
-/* ---- plain entry points (tests, ctypes) */
-int hsens_hsic_pass_f32(const float *X, const uint8_t *cat, const float *gs, int64_t g, int64_t N,
-                        const float *Z, int64_t k, int out_linear, int64_t n, int want_gamma,
-                        int nthreads, float *sums, float *scal, float *gvec, float *nvec) {
-  return hsic_pass_f32(X, cat, gs, g, N, Z, k, out_linear, n, want_gamma, nthreads, sums, scal,
-                       gvec, nvec);
-}
-int hsens_hsic_pass_f64(const double *X, const uint8_t *cat, const double *gs, int64_t g,
-                        int64_t N, const double *Z, int64_t k, int out_linear, int64_t n,
-                        int want_gamma, int nthreads, double *sums, double *scal, double *gvec,
-                        double *nvec) {
-  return hsic_pass_f64(X, cat, gs, g, N, Z, k, out_linear, n, want_gamma, nthreads, sums, scal,
-                       gvec, nvec);
-}
-
 /* ---- the XLA FFI handler (API version 1, C API) */
 static XLA_FFI_Error *ffi_error(const XLA_FFI_Api *api, const char *msg) {
   XLA_FFI_Error_Create_Args a;
@@ -119,7 +102,7 @@ static int attr_int(const XLA_FFI_CallFrame *cf, const char *name, int64_t *out)
   return 0;
 }
 
-/* args: X (g, N), cat (g,) u8, gs (g,), Z (N, k), valid (N,) (1 on the first n rows);
+/* args: X (g, N), cat (g,) u8, Z (N, k), valid (N,) (1 on the first n rows);
  * attrs: out_linear, want_gamma, nthreads (int32);
  * rets: sums (5, g), scal (2,), gvec (3, g, N), nvec (2, N), all of X's dtype. */
 XLA_FFI_Error *hsens_hsic_pass_ffi(XLA_FFI_CallFrame *cf) {
@@ -135,17 +118,17 @@ XLA_FFI_Error *hsens_hsic_pass_ffi(XLA_FFI_CallFrame *cf) {
   }
   if (cf->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
   const XLA_FFI_Api *api = cf->api;
-  if (cf->args.size != 5 || cf->rets.size != 4) return ffi_error(api, "hsens_hsic_pass: 5 arguments, 4 results");
-  XLA_FFI_Buffer *b[5], *r[4];
-  for (int i = 0; i < 5; i++) {
+  if (cf->args.size != 4 || cf->rets.size != 4) return ffi_error(api, "hsens_hsic_pass: 4 arguments, 4 results");
+  XLA_FFI_Buffer *b[4], *r[4];
+  for (int i = 0; i < 4; i++) {
     if (cf->args.types[i] != XLA_FFI_ArgType_BUFFER) return ffi_error(api, "hsens_hsic_pass: buffers only");
     b[i] = (XLA_FFI_Buffer *)cf->args.args[i];
   }
   for (int i = 0; i < 4; i++) r[i] = (XLA_FFI_Buffer *)cf->rets.rets[i];
-  if (b[0]->rank != 2 || b[3]->rank != 2 || b[2]->rank != 1 || b[4]->rank != 1)
-    return ffi_error(api, "hsens_hsic_pass: X (g, N), cat (g,), gs (g,), Z (N, k), valid (N,)");
-  const int64_t g = b[0]->dims[0], N = b[0]->dims[1], k = b[3]->dims[1];
-  if (b[3]->dims[0] != N || b[4]->dims[0] != N || b[2]->dims[0] != g || b[1]->dims[0] != g)
+  if (b[0]->rank != 2 || b[1]->rank != 1 || b[2]->rank != 2 || b[3]->rank != 1)
+    return ffi_error(api, "hsens_hsic_pass: X (g, N), cat (g,), Z (N, k), valid (N,)");
+  const int64_t g = b[0]->dims[0], N = b[0]->dims[1], k = b[2]->dims[1];
+  if (b[1]->dims[0] != g || b[2]->dims[0] != N || b[3]->dims[0] != N)
     return ffi_error(api, "hsens_hsic_pass: inconsistent shapes");
   if (b[1]->dtype != XLA_FFI_DataType_U8) return ffi_error(api, "hsens_hsic_pass: cat must be uint8");
   int64_t out_linear = 0, want_gamma = 0, nthreads = 1;
@@ -153,21 +136,20 @@ XLA_FFI_Error *hsens_hsic_pass_ffi(XLA_FFI_CallFrame *cf) {
       !attr_int(cf, "nthreads", &nthreads))
     return ffi_error(api, "hsens_hsic_pass: integer attributes out_linear, want_gamma, nthreads");
   const XLA_FFI_DataType dt = b[0]->dtype;
-  for (int i = 2; i < 5; i++)
-    if (b[i]->dtype != dt) return ffi_error(api, "hsens_hsic_pass: X, gs, Z, valid: one dtype");
+  if (b[2]->dtype != dt || b[3]->dtype != dt) return ffi_error(api, "hsens_hsic_pass: X, Z, valid: one dtype");
   int64_t n = 0;
   int err;
   if (dt == XLA_FFI_DataType_F32) {
-    const float *v = b[4]->data;
+    const float *v = b[3]->data;
     while (n < N && v[n] > 0) n++;
-    err = hsic_pass_f32(b[0]->data, b[1]->data, b[2]->data, g, N, b[3]->data, k, (int)out_linear,
-                        n, (int)want_gamma, (int)nthreads, r[0]->data, r[1]->data, r[2]->data,
+    err = hsic_pass_f32(b[0]->data, b[1]->data, g, N, b[2]->data, k, (int)out_linear, n,
+                        (int)want_gamma, (int)nthreads, r[0]->data, r[1]->data, r[2]->data,
                         r[3]->data);
   } else if (dt == XLA_FFI_DataType_F64) {
-    const double *v = b[4]->data;
+    const double *v = b[3]->data;
     while (n < N && v[n] > 0) n++;
-    err = hsic_pass_f64(b[0]->data, b[1]->data, b[2]->data, g, N, b[3]->data, k, (int)out_linear,
-                        n, (int)want_gamma, (int)nthreads, r[0]->data, r[1]->data, r[2]->data,
+    err = hsic_pass_f64(b[0]->data, b[1]->data, g, N, b[2]->data, k, (int)out_linear, n,
+                        (int)want_gamma, (int)nthreads, r[0]->data, r[1]->data, r[2]->data,
                         r[3]->data);
   } else {
     return ffi_error(api, "hsens_hsic_pass: float32 or float64 only");

@@ -2,8 +2,8 @@
  * REAL = float, SFX(x) = x##_f32 and REAL = double, SFX(x) = x##_f64.
  *
  * Notation (hsens_jax.sensitivity.hsic._single_pass_v): g input kernels
- * K_ij = exp(-e_ij / 2) over n rows (the first n of N), e_ij = gs (x_i - x_j)^2, or
- * 0 / BIG for a categorical input; one output kernel L (Gaussian in the k output
+ * K_ij = exp(-(x_i - x_j)^2 / 2) over n rows (the first n of N), or [x_i == x_j] for a
+ * categorical input; one output kernel L (Gaussian in the k output
  * columns, or linear z_i . z_j); rk_i approximate row means of K (a strided
  * subsample of CENTRE_SAMPLE rows), Kt = K - rk_i - rk_j + mean(rk); rl = L 1 / n
  * exact, Lc = L - rl_i - rl_j + mean(rl) (exactly centred); Q = Lc o Lc.
@@ -54,7 +54,6 @@ typedef struct {
   /* inputs */
   const REAL *X;        /* (g, N) inputs divided by their bandwidths */
   const uint8_t *cat;   /* (g,) 1: categorical input */
-  const REAL *gs;       /* (g,) multipliers of the squared distances */
   const REAL *Z;        /* (N, k) outputs (divided by their bandwidths if Gaussian) */
   int64_t g, N, k, n;
   int out_linear, want_gamma, nthreads;
@@ -136,19 +135,18 @@ static void *SFX(worker)(void *arg) {
     int64_t i1 = i0 + ROW_CHUNK < n ? i0 + ROW_CHUNK : n;
     for (int64_t i = i0; i < i1; i++) {
       for (int64_t p = 0; p < g; p++) {
-        const REAL xi = X[p * N + i], gs = P->gs[p];
+        const REAL xi = X[p * N + i];
         const int cat = P->cat[p];
         const REAL *xs = P->xsub + p * m;
         REAL s = 0;
         if (cat) {
-          const REAL far = SFX(expneg)((REAL)-0.5 * gs * (REAL)BIG_DISTANCE);
 #pragma omp simd reduction(+ : s)
-          for (int64_t s_ = 0; s_ < m; s_++) s += xs[s_] == xi ? (REAL)1 : far;
+          for (int64_t s_ = 0; s_ < m; s_++) s += xs[s_] == xi ? (REAL)1 : (REAL)0;
         } else {
 #pragma omp simd reduction(+ : s)
           for (int64_t s_ = 0; s_ < m; s_++) {
             REAL d = xi - xs[s_];
-            s += SFX(expneg)((REAL)-0.5 * gs * d * d);
+            s += SFX(expneg)((REAL)-0.5 * d * d);
           }
         }
         P->rk[p * N + i] = (double)s / (double)m;
@@ -213,7 +211,7 @@ static void *SFX(worker)(void *arg) {
       }
       for (int64_t p = 0; p < g; p++) {
         const REAL *x = X + p * N;
-        const REAL xi = x[i], gs = P->gs[p];
+        const REAL xi = x[i];
         const int cat = P->cat[p];
         const REAL ri = (REAL)(P->rk[p * N + i] - P->rkbar[p]);
         REAL *fa = fcol + p * N, *fk = fcol + (g + p) * N;
@@ -222,7 +220,7 @@ static void *SFX(worker)(void *arg) {
         if (cat) {
 #pragma omp simd reduction(+ : sa, sxx, sxy, s1, skq)
           for (int64_t j = i + 1; j < n; j++) {
-            REAL kt = (x[j] == xi ? (REAL)1 : SFX(expneg)((REAL)-0.5 * gs * (REAL)BIG_DISTANCE)) - ri - rkp[j];
+            REAL kt = (x[j] == xi ? (REAL)1 : (REAL)0) - ri - rkp[j];
             REAL mm = kt * lc[j], kq = mm * lc[j];
             sa += kt; sxx += kt * kt; sxy += mm; s1 += mm * mm; skq += kq;
             fa[j] += kt; fk[j] += kq;
@@ -231,7 +229,7 @@ static void *SFX(worker)(void *arg) {
 #pragma omp simd reduction(+ : sa, sxx, sxy, s1, skq)
           for (int64_t j = i + 1; j < n; j++) {
             REAL d = xi - x[j];
-            REAL kt = SFX(expneg)((REAL)-0.5 * gs * d * d) - ri - rkp[j];
+            REAL kt = SFX(expneg)((REAL)-0.5 * d * d) - ri - rkp[j];
             REAL mm = kt * lc[j], kq = mm * lc[j];
             sa += kt; sxx += kt * kt; sxy += mm; s1 += mm * mm; skq += kq;
             fa[j] += kt; fk[j] += kq;
@@ -310,12 +308,12 @@ static void *SFX(worker)(void *arg) {
 }
 
 /* Runs the pass; returns 0, or an errno-like code when memory or threads fail. */
-static int SFX(hsic_pass)(const REAL *X, const uint8_t *cat, const REAL *gs, int64_t g, int64_t N,
+static int SFX(hsic_pass)(const REAL *X, const uint8_t *cat, int64_t g, int64_t N,
                           const REAL *Z, int64_t k, int out_linear, int64_t n, int want_gamma,
                           int nthreads, REAL *sums, REAL *scal, REAL *gvec, REAL *nvec) {
   SFX(Pass) P;
   memset(&P, 0, sizeof P);
-  P.X = X; P.cat = cat; P.gs = gs; P.Z = Z;
+  P.X = X; P.cat = cat; P.Z = Z;
   P.g = g; P.N = N; P.k = k; P.n = n;
   P.out_linear = out_linear; P.want_gamma = want_gamma;
   if (nthreads < 1) nthreads = 1;

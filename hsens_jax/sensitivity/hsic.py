@@ -815,7 +815,7 @@ def _hsic_native_core(Xt, theta, Z, theta_z, valid, *, target, out_kind, cat, wa
     sums, scal, gvec, nvec = jax.ffi.ffi_call(target, (
         jax.ShapeDtypeStruct((5, g), dt), jax.ShapeDtypeStruct((2,), dt),
         jax.ShapeDtypeStruct((3, g, N), dt), jax.ShapeDtypeStruct((2, N), dt)))(
-        Xs, cat_flags, lax.full((g,), 1, dt), Zs, valid, out_linear=np.int32(out_kind == "linear"),
+        Xs, cat_flags, Zs, valid, out_linear=np.int32(out_kind == "linear"),
         want_gamma=np.int32(want_gamma), nthreads=np.int32(nthreads))
     def row(a, i):
         return lax.index_in_dim(a, i, 0, keepdims=False)
